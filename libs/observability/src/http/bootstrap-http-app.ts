@@ -1,0 +1,66 @@
+import type { INestApplication, Type } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import type { NestExpressApplication } from '@nestjs/platform-express';
+import express, { type RequestHandler } from 'express';
+import helmet from 'helmet';
+import { Logger } from 'nestjs-pino';
+import { httpRequestDuration } from '../metrics/metrics';
+import { sendProblem, toProblem } from './problem-details';
+import { ProblemDetailsFilter } from './problem-details.filter';
+
+export interface HttpAppOptions {
+  /** App name for metrics and logs. */
+  app: string;
+  port: number;
+  /** @default '0.0.0.0' */
+  host?: string;
+  /** Request body cap. @default '1mb' (1 MiB) */
+  bodyLimit?: string;
+  /** Install the problem+json filter. Apps with another error shape (OpenAI's) pass false. @default true */
+  problemDetails?: boolean;
+  /** Allowed CORS origins for browser UIs; empty = CORS off. @default [] */
+  corsOrigins?: string[];
+  /** Extra setup before listen (global pipes, more middleware). */
+  configure?: (app: NestExpressApplication) => void;
+}
+
+/**
+ * Creates, configures and starts an HTTP app the same way for every AOB app: pino logger, security
+ * headers, 1 MiB JSON bodies with problem+json errors, request metrics, shutdown hooks.
+ */
+export async function bootstrapHttpApp(module: Type, opts: HttpAppOptions): Promise<INestApplication> {
+  const app = await NestFactory.create<NestExpressApplication>(module, { bufferLogs: true, bodyParser: false });
+  app.useLogger(app.get(Logger));
+  app.disable('x-powered-by');
+  app.set('trust proxy', 'loopback, linklocal, uniquelocal');
+  app.use(helmet());
+  if (opts.corsOrigins?.length) {
+    app.enableCors({ origin: opts.corsOrigins, credentials: false, exposedHeaders: ['x-request-id', 'Retry-After', 'RateLimit', 'RateLimit-Policy'] });
+  }
+  app.use(requestMetrics(opts.app));
+  app.use(jsonBody(opts.bodyLimit ?? '1mb'));
+  if (opts.problemDetails !== false) app.useGlobalFilters(new ProblemDetailsFilter());
+  opts.configure?.(app);
+  app.enableShutdownHooks();
+  await app.listen(opts.port, opts.host ?? '0.0.0.0');
+  return app;
+}
+
+function jsonBody(limit: string): RequestHandler {
+  const parse = express.json({ limit, type: ['application/json', 'application/*+json'], strict: false });
+  // body-parser errors happen before Nest's routing; answer them here in the same problem shape.
+  return (req, res, next) => parse(req, res, (err?: unknown) => (err ? sendProblem(res, toProblem(err)) : next()));
+}
+
+function requestMetrics(app: string): RequestHandler {
+  const hist = httpRequestDuration();
+  return (req, res, next) => {
+    const end = hist.startTimer();
+    res.on('finish', () => {
+      // route template, never the raw URL: ids in paths would explode label cardinality
+      const route = (req.route as { path?: string } | undefined)?.path ?? 'unmatched';
+      end({ app, method: req.method, route: (req.baseUrl ?? '') + route, status: String(res.statusCode) });
+    });
+    next();
+  };
+}

@@ -1,0 +1,16 @@
+export { createLogger, REDACT_PATHS, type LoggerOptions } from './logging/logger';
+export { metricsRegistry, collectProcessMetrics, counter, gauge, histogram } from './metrics/metrics';
+export { HealthRegistry, type ReadinessCheck, type ReadinessReport } from './health/health-registry';
+export { ObservabilityModule, type ObservabilityOptions } from './observability.module';
+export {
+  problem,
+  problemFromStatus,
+  toProblem,
+  sendProblem,
+  PROBLEM_BASE,
+  PROBLEM_CONTENT_TYPE,
+  type ProblemDetails,
+} from './http/problem-details';
+export { ProblemDetailsFilter } from './http/problem-details.filter';
+export { bootstrapHttpApp, type HttpAppOptions } from './http/bootstrap-http-app';
+export { HealthController, Public, PUBLIC_ROUTE_KEY } from './health/health.controller';

@@ -1,0 +1,47 @@
+import { DataSource, type DataSourceOptions } from 'typeorm';
+import { AgentRegistration } from './entities/agent-registration.entity';
+import { Checkpoint } from './entities/checkpoint.entity';
+import { ExecutorRun } from './entities/executor-run.entity';
+import { GatewayRun } from './entities/gateway-run.entity';
+import { OutboxMessage } from './entities/outbox-message.entity';
+import { TerminationRecord } from './entities/termination-record.entity';
+import { InitialSchema1763776800000 } from './migrations/1763776800000-initial-schema';
+
+export const ENTITIES = [GatewayRun, OutboxMessage, ExecutorRun, Checkpoint, AgentRegistration, TerminationRecord];
+/** Every migration, in order. Committed and reviewed; never generated at run time. */
+export const MIGRATIONS = [InitialSchema1763776800000];
+
+export interface DataSourceConfig {
+  /** postgres:// URL (DATABASE_URL). */
+  url: string;
+  /** Pool size per process. @default 10 */
+  poolSize?: number;
+  /** Name shown in pg_stat_activity. @default 'aob' */
+  applicationName?: string;
+}
+
+export function dataSourceOptions(cfg: DataSourceConfig): DataSourceOptions {
+  return {
+    type: 'postgres',
+    url: cfg.url,
+    entities: ENTITIES,
+    migrations: MIGRATIONS,
+    migrationsTableName: 'aob_migrations',
+    migrationsTransactionMode: 'each',
+    synchronize: false,
+    logging: ['error'],
+    poolSize: cfg.poolSize ?? 10,
+    applicationName: cfg.applicationName ?? 'aob',
+    extra: {
+      // fail fast instead of hanging a request when Postgres is away
+      connectionTimeoutMillis: 5_000,
+      statement_timeout: 30_000,
+      idle_in_transaction_session_timeout: 60_000,
+    },
+  };
+}
+
+/** A DataSource that is not yet initialised. */
+export function createDataSource(cfg: DataSourceConfig): DataSource {
+  return new DataSource(dataSourceOptions(cfg));
+}

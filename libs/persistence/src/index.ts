@@ -1,0 +1,10 @@
+export { createDataSource, dataSourceOptions, ENTITIES, MIGRATIONS, type DataSourceConfig } from './data-source';
+export { migrate, createDatabaseIfMissing, parseDatabaseUrl, quoteIdent, type MigrateResult } from './migrate';
+export { GatewayRun, RUN_STATUSES, TERMINAL_STATUSES, type RunStatus } from './entities/gateway-run.entity';
+export { OutboxMessage } from './entities/outbox-message.entity';
+export { ExecutorRun, type ExecutorRunStatus } from './entities/executor-run.entity';
+export { Checkpoint } from './entities/checkpoint.entity';
+export { AgentRegistration } from './entities/agent-registration.entity';
+export { TerminationRepository, type TerminationInput } from './termination.repository';
+export { TerminationRecord } from './entities/termination-record.entity';
+export { DataSource, type EntityManager, type Repository } from 'typeorm';

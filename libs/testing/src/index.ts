@@ -1,0 +1,3 @@
+export { createTestDatabase, type TestDatabase } from './postgres';
+export { testRedisUrl, uniqueKeyPrefix } from './redis';
+export { freePort, waitFor } from './ports';
