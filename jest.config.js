@@ -18,8 +18,9 @@ module.exports = {
     {
       ...common,
       displayName: 'integration',
+      testTimeout: 60_000,
       testMatch: ['<rootDir>/{apps,libs}/*/test/integration/**/*.test.ts'],
     },
-    { ...common, displayName: 'e2e', testMatch: ['<rootDir>/test/e2e/**/*.e2e.ts'] },
+    { ...common, displayName: 'e2e', testMatch: ['<rootDir>/test/e2e/**/*.e2e.ts'], testTimeout: 120_000 },
   ],
 };

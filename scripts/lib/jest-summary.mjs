@@ -10,6 +10,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { stripVTControlCharacters } from 'node:util';
 
 /**
  * @typedef {object} JestSummary
@@ -21,6 +22,18 @@ import { pathToFileURL } from 'node:url';
  * @property {string[]} failures `<file> › <test>` of each failure, suites included
  * @property {string} line `tests: N passed, N failed` (`, N skipped` when some were)
  */
+
+/**
+ * The first line of a suite's failure message that says something: Jest's JSON keeps the
+ * formatted message (`● Test suite failed to run`, then the error), sometimes with colours.
+ * @param {unknown} message
+ */
+function firstReason(message) {
+  return stripVTControlCharacters(String(message ?? ''))
+    .split('\n')
+    .map((l) => l.trim())
+    .find((l) => l && !l.startsWith('●'));
+}
 
 /**
  * @param {unknown} report the parsed contents of Jest's `--json --outputFile`
@@ -42,10 +55,8 @@ export function summarizeJestReport(report) {
       const suiteFailed = suite.status === 'failed' || Boolean(suite.testExecError);
       if (suiteFailed && failing.length === 0) {
         brokenSuites += 1;
-        const why = String(suite.testExecError?.message ?? suite.message ?? '')
-          .split('\n')
-          .find((l) => l.trim());
-        failures.push(`${rel(suite.name)} › (suite failed to run${why ? `: ${why.trim()}` : ''})`);
+        const why = firstReason(suite.testExecError?.message ?? suite.message);
+        failures.push(`${rel(suite.name)} › (suite failed to run${why ? `: ${why}` : ''})`);
       }
     }
   } else {

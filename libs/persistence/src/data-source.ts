@@ -6,10 +6,12 @@ import { GatewayRun } from './entities/gateway-run.entity';
 import { OutboxMessage } from './entities/outbox-message.entity';
 import { TerminationRecord } from './entities/termination-record.entity';
 import { InitialSchema1763776800000 } from './migrations/1763776800000-initial-schema';
+import { GatewayRunIndexes1763776900000 } from './migrations/1763776900000-gateway-run-indexes';
+import { ExecutorRunLease1763777000000 } from './migrations/1763777000000-executor-run-lease';
 
 export const ENTITIES = [GatewayRun, OutboxMessage, ExecutorRun, Checkpoint, AgentRegistration, TerminationRecord];
 /** Every migration, in order. Committed and reviewed; never generated at run time. */
-export const MIGRATIONS = [InitialSchema1763776800000];
+export const MIGRATIONS = [InitialSchema1763776800000, GatewayRunIndexes1763776900000, ExecutorRunLease1763777000000];
 
 export interface DataSourceConfig {
   /** postgres:// URL (DATABASE_URL). */

@@ -8,3 +8,4 @@ export { AgentRegistration } from './entities/agent-registration.entity';
 export { TerminationRepository, type TerminationInput } from './termination.repository';
 export { TerminationRecord } from './entities/termination-record.entity';
 export { DataSource, type EntityManager, type Repository } from 'typeorm';
+export { DatabaseModule } from './database.module';

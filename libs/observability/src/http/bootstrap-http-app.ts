@@ -1,7 +1,7 @@
-import type { INestApplication, Type } from '@nestjs/common';
+import type { DynamicModule, INestApplication, Type } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
-import express, { type RequestHandler } from 'express';
+import express, { type Request, type RequestHandler, type Response } from 'express';
 import helmet from 'helmet';
 import { Logger } from 'nestjs-pino';
 import { httpRequestDuration } from '../metrics/metrics';
@@ -18,6 +18,12 @@ export interface HttpAppOptions {
   bodyLimit?: string;
   /** Install the problem+json filter. Apps with another error shape (OpenAI's) pass false. @default true */
   problemDetails?: boolean;
+  /**
+   * Answers body-parser errors (malformed JSON, body over the limit, bad charset), which happen
+   * before Nest's routing and so never reach its exception filters. Apps with another error shape
+   * pass their own. @default a problem+json answer
+   */
+  onBodyError?: (err: unknown, req: Request, res: Response) => void;
   /** Allowed CORS origins for browser UIs; empty = CORS off. @default [] */
   corsOrigins?: string[];
   /** Extra setup before listen (global pipes, more middleware). */
@@ -28,7 +34,7 @@ export interface HttpAppOptions {
  * Creates, configures and starts an HTTP app the same way for every AOB app: pino logger, security
  * headers, 1 MiB JSON bodies with problem+json errors, request metrics, shutdown hooks.
  */
-export async function bootstrapHttpApp(module: Type, opts: HttpAppOptions): Promise<INestApplication> {
+export async function bootstrapHttpApp(module: Type | DynamicModule, opts: HttpAppOptions): Promise<INestApplication> {
   const app = await NestFactory.create<NestExpressApplication>(module, { bufferLogs: true, bodyParser: false });
   app.useLogger(app.get(Logger));
   app.disable('x-powered-by');
@@ -38,7 +44,7 @@ export async function bootstrapHttpApp(module: Type, opts: HttpAppOptions): Prom
     app.enableCors({ origin: opts.corsOrigins, credentials: false, exposedHeaders: ['x-request-id', 'Retry-After', 'RateLimit', 'RateLimit-Policy'] });
   }
   app.use(requestMetrics(opts.app));
-  app.use(jsonBody(opts.bodyLimit ?? '1mb'));
+  app.use(jsonBody(opts.bodyLimit ?? '1mb', opts.onBodyError ?? ((err, _req, res) => sendProblem(res, toProblem(err)))));
   if (opts.problemDetails !== false) app.useGlobalFilters(new ProblemDetailsFilter());
   opts.configure?.(app);
   app.enableShutdownHooks();
@@ -46,10 +52,10 @@ export async function bootstrapHttpApp(module: Type, opts: HttpAppOptions): Prom
   return app;
 }
 
-function jsonBody(limit: string): RequestHandler {
+function jsonBody(limit: string, onError: NonNullable<HttpAppOptions['onBodyError']>): RequestHandler {
   const parse = express.json({ limit, type: ['application/json', 'application/*+json'], strict: false });
-  // body-parser errors happen before Nest's routing; answer them here in the same problem shape.
-  return (req, res, next) => parse(req, res, (err?: unknown) => (err ? sendProblem(res, toProblem(err)) : next()));
+  // body-parser errors happen before Nest's routing; answer them here.
+  return (req, res, next) => parse(req, res, (err?: unknown) => (err ? onError(err, req, res) : next()));
 }
 
 function requestMetrics(app: string): RequestHandler {

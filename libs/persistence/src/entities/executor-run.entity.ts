@@ -20,4 +20,8 @@ export class ExecutorRun {
   @Column({ name: 'started_at', type: 'timestamptz', default: () => 'now()' }) startedAt!: Date;
   @Column({ name: 'finished_at', type: 'timestamptz', nullable: true }) finishedAt!: Date | null;
   @Column({ name: 'updated_at', type: 'timestamptz', default: () => 'now()' }) updatedAt!: Date;
+  /** Who executes the run right now (one claim of one worker process); null when nobody does. */
+  @Column({ name: 'lease_owner', type: 'text', nullable: true }) leaseOwner!: string | null;
+  /** Until when that claim holds unless renewed; a later delivery may take the run over after it. */
+  @Column({ name: 'lease_expires_at', type: 'timestamptz', nullable: true }) leaseExpiresAt!: Date | null;
 }

@@ -1,0 +1,155 @@
+import { DataSource, ExecutorRun } from '@aob/persistence';
+import { Injectable } from '@nestjs/common';
+
+export interface ClaimInput {
+  tenantId: string;
+  runId: string;
+  agent: string;
+  threadId: string;
+  /** CloudEvent id of the request. */
+  eventId: string;
+  input: unknown;
+  /** Delivery count of the request message: what `attempts` reports. */
+  attempts: number;
+  /** Identifies this claim (one delivery in one process). */
+  leaseOwner: string;
+  leaseTtlMs: number;
+}
+
+export type ClaimResult =
+  /** This delivery owns the run now. `startedAt` is when the run was first claimed. */
+  | { kind: 'claimed'; startedAt: Date }
+  /** The run has finished: answer with its stored terminal event. */
+  | { kind: 'terminal'; run: ExecutorRun }
+  /** Another delivery holds a live lease on it. */
+  | { kind: 'busy'; leaseRemainingMs: number }
+  /** The run id belongs to another tenant or another agent. */
+  | { kind: 'conflict'; reason: string };
+
+export interface TerminalRecord {
+  status: 'completed' | 'failed';
+  /** CloudEvent id and type of the terminal status event, and its data. */
+  eventId: string;
+  eventType: string;
+  result: unknown;
+  attempts: number;
+}
+
+const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
+
+/**
+ * executor.runs: the source of truth for at-most-once completion. A run is executed under a lease
+ * (owner + expiry, on the database clock) so two deliveries of one run never execute it at once.
+ */
+@Injectable()
+export class ExecutorRunRepository {
+  constructor(private readonly ds: DataSource) {}
+
+  find(tenantId: string, runId: string): Promise<ExecutorRun | null> {
+    return this.ds.getRepository(ExecutorRun).findOneBy({ tenantId, runId });
+  }
+
+  /**
+   * Claims the run for this delivery in one statement: inserts it, or takes over a `running` row of
+   * the same tenant and agent whose lease is free or expired. Otherwise says why not.
+   */
+  async claim(c: ClaimInput): Promise<ClaimResult> {
+    const claimed: { started_at: Date }[] = await this.ds.query(
+      `INSERT INTO executor.runs AS r
+         (run_id, tenant_id, agent, thread_id, status, event_id, input, attempts, lease_owner, lease_expires_at)
+       VALUES ($1, $2, $3, $4, 'running', $5, $6::jsonb, $7, $8, now() + $9 * interval '1 millisecond')
+       ON CONFLICT (run_id) DO UPDATE
+         SET attempts = EXCLUDED.attempts,
+             lease_owner = EXCLUDED.lease_owner,
+             lease_expires_at = EXCLUDED.lease_expires_at,
+             updated_at = now()
+         WHERE r.status = 'running'
+           AND r.tenant_id = EXCLUDED.tenant_id
+           AND r.agent = EXCLUDED.agent
+           AND (r.lease_owner IS NULL OR r.lease_expires_at IS NULL OR r.lease_expires_at <= now())
+       RETURNING r.started_at`,
+      [c.runId, c.tenantId, c.agent, c.threadId, c.eventId, JSON.stringify(c.input ?? null), c.attempts, c.leaseOwner, c.leaseTtlMs],
+    );
+    if (claimed[0]) return { kind: 'claimed', startedAt: claimed[0].started_at };
+
+    // Read the row without the tenant filter only to tell the cases apart; nothing of another
+    // tenant's run leaves this method.
+    const rows: { tenant_id: string; agent: string; status: string; remaining_ms: number | null }[] = await this.ds.query(
+      `SELECT tenant_id, agent, status,
+              GREATEST(0, EXTRACT(EPOCH FROM (lease_expires_at - now())) * 1000)::float8 AS remaining_ms
+         FROM executor.runs WHERE run_id = $1`,
+      [c.runId],
+    );
+    const row = rows[0];
+    // Deleted between the two statements (never by this app): a retry will claim it.
+    if (!row) return { kind: 'busy', leaseRemainingMs: 0 };
+    if (row.tenant_id !== c.tenantId) return { kind: 'conflict', reason: `run id ${c.runId} is taken` };
+    if (TERMINAL.has(row.status)) {
+      const run = await this.find(c.tenantId, c.runId);
+      if (run) return { kind: 'terminal', run };
+    }
+    if (row.agent !== c.agent) {
+      return { kind: 'conflict', reason: `run ${c.runId} exists for agent "${row.agent}", not "${c.agent}"` };
+    }
+    return { kind: 'busy', leaseRemainingMs: Math.ceil(row.remaining_ms ?? 0) };
+  }
+
+  /** Extends the lease; false when this claim no longer holds it. */
+  async renewLease(tenantId: string, runId: string, leaseOwner: string, leaseTtlMs: number): Promise<boolean> {
+    const rows: unknown[] = await this.ds.query(
+      `WITH renewed AS (
+         UPDATE executor.runs SET lease_expires_at = now() + $4 * interval '1 millisecond', updated_at = now()
+          WHERE run_id = $1 AND tenant_id = $2 AND lease_owner = $3 AND status = 'running'
+          RETURNING 1)
+       SELECT * FROM renewed`,
+      [runId, tenantId, leaseOwner, leaseTtlMs],
+    );
+    return rows.length > 0;
+  }
+
+  /** Gives the run up so the next delivery claims it at once (retry, shutdown). */
+  async releaseLease(tenantId: string, runId: string, leaseOwner: string): Promise<void> {
+    await this.ds.query(
+      `UPDATE executor.runs SET lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+        WHERE run_id = $1 AND tenant_id = $2 AND lease_owner = $3 AND status = 'running'`,
+      [runId, tenantId, leaseOwner],
+    );
+  }
+
+  /**
+   * Stores the terminal outcome and its status event, if this claim still holds the lease.
+   * @returns the finish time (the event's `time`), or null when the lease was lost
+   */
+  async finish(tenantId: string, runId: string, leaseOwner: string, t: TerminalRecord): Promise<Date | null> {
+    const rows: { finished_at: Date }[] = await this.ds.query(
+      `WITH done AS (
+         UPDATE executor.runs
+            SET status = $4, result_event_id = $5, result_type = $6, result = $7::jsonb, attempts = $8,
+                finished_at = now(), updated_at = now(), lease_owner = NULL, lease_expires_at = NULL
+          WHERE run_id = $1 AND tenant_id = $2 AND lease_owner = $3 AND status = 'running'
+          RETURNING finished_at)
+       SELECT * FROM done`,
+      [runId, tenantId, leaseOwner, t.status, t.eventId, t.eventType, JSON.stringify(t.result), t.attempts],
+    );
+    return rows[0]?.finished_at ?? null;
+  }
+
+  /**
+   * Records a run that failed before it could be claimed (unknown agent, invalid input).
+   * @returns the finish time, or null when the run id already had a row (left untouched)
+   */
+  async insertFailed(
+    c: Omit<ClaimInput, 'leaseOwner' | 'leaseTtlMs'>,
+    t: Omit<TerminalRecord, 'status'>,
+  ): Promise<Date | null> {
+    const rows: { finished_at: Date }[] = await this.ds.query(
+      `INSERT INTO executor.runs
+         (run_id, tenant_id, agent, thread_id, status, event_id, input, attempts, result_event_id, result_type, result, finished_at)
+       VALUES ($1, $2, $3, $4, 'failed', $5, $6::jsonb, $7, $8, $9, $10::jsonb, now())
+       ON CONFLICT (run_id) DO NOTHING
+       RETURNING finished_at`,
+      [c.runId, c.tenantId, c.agent, c.threadId, c.eventId, JSON.stringify(c.input ?? null), c.attempts, t.eventId, t.eventType, JSON.stringify(t.result)],
+    );
+    return rows[0]?.finished_at ?? null;
+  }
+}

@@ -1,0 +1,359 @@
+import { randomUUID } from 'node:crypto';
+import { DomainError, describeError, isDomainError, type ErrorCode } from '@aob/errors';
+import {
+  EVENTS,
+  ID_PATTERN,
+  RunEventStream,
+  TENANT_PATTERN,
+  type ExecuteRequest,
+  type InboundEvent,
+  type RunFailure,
+  type RunResult,
+} from '@aob/events';
+import { Inject, Injectable } from '@nestjs/common';
+import type { AgentDefinition, JsonValue, Logger } from '../agents/agent-definition';
+import { AgentRegistry } from '../agents/agent-registry';
+import type { ExecutorConfig } from '../config';
+import { EXECUTOR_CONFIG, EXECUTOR_LOGGER } from '../executor.tokens';
+import { ModelClient } from '../model/model-client';
+import { CheckpointRepository, LeaseLostError } from './checkpoint.repository';
+import { ExecutorRunRepository } from './executor-run.repository';
+import { executorMetrics, type ExecutorMetrics, type RunOutcome } from './executor.metrics';
+import { agentStateOf, RunContext } from './run-context';
+import { RunStatusPublisher, statusEventIds, type RunRef } from './run-status.publisher';
+import { RunStreamWriter } from './run-stream-writer';
+
+/** The parts of a JetStream delivery the executor needs (JetStreamContext has them). */
+export interface Delivery {
+  natsSubject: string;
+  /** 1 on the first delivery. */
+  deliveryCount: number;
+  isLastDelivery: boolean;
+  /** Aborted when the shutdown grace period ends. */
+  signal: AbortSignal;
+}
+
+/** Floor of the wait a duplicate delivery is told to take while another one holds the run. */
+const MIN_BUSY_RETRY_MS = 100;
+
+/**
+ * Executes one delivery of an execute request: at most one completion per run id, a checkpoint
+ * after every step, status events on `agent.status.*` and the run's Redis stream.
+ *
+ * Settlement follows from how `execute` ends: it returns (ack), throws a retryable error (nak with
+ * backoff or `details.retryAfterMs`) or a non-retryable one (term; the transport records why).
+ */
+@Injectable()
+export class RunExecutor {
+  /** Lease owners are `<process id>/<claim number>`: one per claim, so two deliveries of a run in one process exclude each other too. */
+  private readonly processId = randomUUID();
+  private claims = 0;
+  private readonly metrics: ExecutorMetrics = executorMetrics();
+
+  constructor(
+    @Inject(EXECUTOR_CONFIG) private readonly config: ExecutorConfig,
+    @Inject(EXECUTOR_LOGGER) private readonly logger: Logger,
+    private readonly registry: AgentRegistry,
+    private readonly runs: ExecutorRunRepository,
+    private readonly checkpoints: CheckpointRepository,
+    private readonly status: RunStatusPublisher,
+    private readonly runStream: RunEventStream,
+    private readonly model: ModelClient,
+  ) {}
+
+  async execute(event: InboundEvent<ExecuteRequest>, delivery: Delivery): Promise<void> {
+    const req = event.data;
+    const tenantId = event.tenantId;
+    if (tenantId === undefined || tenantId === '') {
+      throw this.reject(req.agent, new DomainError('InvalidEvent', `execute request ${event.id} has no tenantid extension attribute`));
+    }
+    if (!TENANT_PATTERN.test(tenantId) || tenantId === '*') {
+      throw this.reject(req.agent, new DomainError('InvalidEvent', `execute request ${event.id} has an invalid tenantid "${tenantId}"`));
+    }
+    const subjectAgent = delivery.natsSubject.split('.').pop();
+    if (subjectAgent !== req.agent) {
+      throw this.reject(
+        req.agent,
+        new DomainError('InvalidRequest', `subject ${delivery.natsSubject} does not match agent "${req.agent}" of the request`),
+      );
+    }
+    const runId = req.runId ?? event.id;
+    if (!ID_PATTERN.test(runId)) {
+      throw this.reject(
+        req.agent,
+        new DomainError('InvalidRequest', `CloudEvent id "${event.id}" cannot serve as run id (${ID_PATTERN.source}); set data.runId`),
+      );
+    }
+    const run: RunRef = {
+      tenantId,
+      runId,
+      agent: req.agent,
+      threadId: req.threadId ?? runId,
+      ...(event.traceparent === undefined ? {} : { traceparent: event.traceparent }),
+      ...(event.tracestate === undefined ? {} : { tracestate: event.tracestate }),
+    };
+    const attempt = delivery.deliveryCount;
+    const log = this.logger.child({ runId, tenantId, agent: req.agent, attempt, eventId: event.id });
+    const stream = new RunStreamWriter(this.runStream, runId, log, this.metrics);
+
+    const existing = await this.runs.find(tenantId, runId);
+    if (existing && existing.status !== 'running') return this.replay(existing, run, log);
+
+    const agent = this.registry.get(req.agent);
+    if (!agent) {
+      const error = new DomainError('UnknownAgent', `agent "${req.agent}" is not registered with this executor`);
+      return this.failUnclaimed(run, event, attempt, error, stream, log);
+    }
+    const parsed = agent.inputSchema.safeParse(req.input);
+    if (!parsed.success) {
+      const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
+      const error = new DomainError('InvalidRequest', `invalid input for agent ${req.agent}: ${issues}`);
+      return this.failUnclaimed(run, event, attempt, error, stream, log);
+    }
+
+    const leaseOwner = `${this.processId}/${++this.claims}`;
+    const claim = await this.runs.claim({
+      tenantId,
+      runId,
+      agent: req.agent,
+      threadId: run.threadId,
+      eventId: event.id,
+      input: req.input,
+      attempts: attempt,
+      leaseOwner,
+      leaseTtlMs: this.config.EXECUTOR_LEASE_TTL_MS,
+    });
+    switch (claim.kind) {
+      case 'terminal':
+        return this.replay(claim.run, run, log);
+      case 'conflict':
+        throw this.reject(req.agent, new DomainError('InvalidRequest', claim.reason));
+      case 'busy': {
+        this.count(req.agent, 'busy');
+        if (delivery.isLastDelivery) {
+          // The holder's own message still guarantees the run finishes; dead-lettering this
+          // duplicate would only put a second copy of the run in the DLQ.
+          log.warn('run is held by another delivery and this duplicate is out of deliveries; dropping the duplicate');
+          return;
+        }
+        const retryAfterMs = Math.max(MIN_BUSY_RETRY_MS, Math.min(claim.leaseRemainingMs, this.config.EXECUTOR_LEASE_TTL_MS / 3));
+        log.info({ retryAfterMs }, 'run is held by another delivery; retrying later');
+        throw new DomainError('Conflict', `run ${runId} is being executed by another delivery`, {
+          retryable: true,
+          details: { retryAfterMs },
+        });
+      }
+      case 'claimed':
+        return this.run(agent, parsed.data, { run, req, attempt, delivery, leaseOwner, startedAt: claim.startedAt, stream, log });
+    }
+  }
+
+  private async run(
+    agent: AgentDefinition,
+    input: unknown,
+    c: {
+      run: RunRef;
+      req: ExecuteRequest;
+      attempt: number;
+      delivery: Delivery;
+      leaseOwner: string;
+      startedAt: Date;
+      stream: RunStreamWriter;
+      log: Logger;
+    },
+  ): Promise<void> {
+    const { run, attempt, delivery, leaseOwner, stream, log } = c;
+    const ttl = this.config.EXECUTOR_LEASE_TTL_MS;
+    const claimedAt = Date.now();
+    log.info('run claimed');
+
+    try {
+      await this.status.started(run, attempt);
+    } catch (err) {
+      this.metrics.statusPublishErrors.inc({ event: 'started' });
+      log.warn({ err }, 'publishing the started event failed');
+    }
+    stream.append('status', { status: 'running', attempt });
+
+    // Stops the agent when the lease is lost or the run's own time limit passes; the transport's
+    // signal covers shutdown.
+    const stop = new AbortController();
+    const signal = AbortSignal.any([delivery.signal, stop.signal]);
+    const renewal = setInterval(() => {
+      this.runs.renewLease(run.tenantId, run.runId, leaseOwner, ttl).then(
+        (held) => {
+          if (!held) stop.abort(new LeaseLostError(`run ${run.runId} was taken over by another delivery`));
+        },
+        (err: unknown) => log.warn({ err }, 'lease renewal failed; retrying at the next tick'),
+      );
+    }, Math.max(200, Math.floor(ttl / 3)));
+    const timeoutMs = c.req.options?.timeoutMs;
+    const deadline =
+      timeoutMs === undefined
+        ? undefined
+        : setTimeout(
+            () => stop.abort(new DomainError('Timeout', `run exceeded its time limit of ${timeoutMs} ms (options.timeoutMs)`)),
+            timeoutMs,
+          );
+
+    let output: JsonValue;
+    let ctx: RunContext | undefined;
+    try {
+      const [done, threadState] = await Promise.all([
+        this.checkpoints.listForRun(run.tenantId, run.runId),
+        run.threadId === run.runId ? undefined : this.checkpoints.latestThreadState(run.tenantId, run.threadId, run.runId),
+      ]);
+      if (done.length > 0) log.info({ checkpoints: done.length }, 'resuming after the last checkpointed step');
+      ctx = new RunContext(
+        { run, attempt, options: c.req.options ?? {}, signal, threadState: agentStateOf(threadState), done },
+        {
+          checkpoints: this.checkpoints,
+          status: this.status,
+          stream,
+          model: this.model,
+          metrics: this.metrics,
+          log,
+          leaseOwner,
+          leaseTtlMs: ttl,
+        },
+      );
+      // A result that arrives after an abort still counts: finish() checks the lease atomically.
+      output = (await agent.run(ctx, input)) ?? null;
+    } catch (thrown) {
+      clearInterval(renewal);
+      clearTimeout(deadline);
+      const err = stop.signal.aborted ? stop.signal.reason : thrown;
+      return this.handleFailure(err, { ...c, agentName: agent.name, claimedAt });
+    }
+    clearInterval(renewal);
+    clearTimeout(deadline);
+
+    const result: RunResult = {
+      runId: run.runId,
+      agent: run.agent,
+      threadId: run.threadId,
+      output,
+      usage: ctx.usage,
+      attempts: attempt,
+      durationMs: Math.max(0, Date.now() - c.startedAt.getTime()),
+    };
+    const finishedAt = await this.runs.finish(run.tenantId, run.runId, leaseOwner, {
+      status: 'completed',
+      eventId: statusEventIds.completed(run.runId),
+      eventType: EVENTS.agentCompleted.type,
+      result,
+      attempts: attempt,
+    });
+    if (!finishedAt) throw this.leaseLost(run, log);
+    // Committed: from here a crash is healed by the next delivery republishing the stored event.
+    stream.append('completed', result);
+    await this.status.completed(run, result, finishedAt);
+    await stream.flush();
+    this.count(run.agent, 'completed');
+    this.metrics.duration.observe({ agent: run.agent }, (Date.now() - claimedAt) / 1000);
+    log.info({ durationMs: result.durationMs, steps: ctx.executedSteps, usage: result.usage }, 'run completed');
+  }
+
+  private async handleFailure(
+    err: unknown,
+    c: { run: RunRef; attempt: number; delivery: Delivery; leaseOwner: string; stream: RunStreamWriter; log: Logger; agentName: string; claimedAt: number },
+  ): Promise<never> {
+    const { run, attempt, delivery, leaseOwner, stream, log } = c;
+    if (err instanceof LeaseLostError) throw this.leaseLost(run, log);
+    if (delivery.signal.aborted) {
+      // Shutdown: the work is not at fault. Hand the run back untouched (but for its lease).
+      await this.runs.releaseLease(run.tenantId, run.runId, leaseOwner).catch(() => undefined);
+      this.count(run.agent, 'released');
+      log.warn('released the run at shutdown');
+      throw new DomainError('Unavailable', `worker shutting down; run ${run.runId} released`, { retryable: true });
+    }
+    const error = describeError(err);
+    if (error.retryable && !delivery.isLastDelivery) {
+      await this.runs.releaseLease(run.tenantId, run.runId, leaseOwner).catch((e: unknown) => log.warn({ err: e }, 'releasing the lease failed'));
+      stream.append('status', { status: 'retrying', attempt, error });
+      await stream.flush();
+      this.count(run.agent, 'retried');
+      log.warn({ err }, 'run failed; it will be retried');
+      throw err;
+    }
+    const failure: RunFailure = { runId: run.runId, agent: run.agent, threadId: run.threadId, error, attempts: attempt, deadLettered: true };
+    const finishedAt = await this.runs.finish(run.tenantId, run.runId, leaseOwner, {
+      status: 'failed',
+      eventId: statusEventIds.failed(run.runId),
+      eventType: EVENTS.agentFailed.type,
+      result: failure,
+      attempts: attempt,
+    });
+    if (!finishedAt) throw this.leaseLost(run, log);
+    stream.append('failed', failure);
+    await this.publishFailed(run, failure, finishedAt, log);
+    await stream.flush();
+    this.count(run.agent, 'failed');
+    this.metrics.duration.observe({ agent: run.agent }, (Date.now() - c.claimedAt) / 1000);
+    log.error({ err }, 'run failed for good');
+    throw finalError(err, error);
+  }
+
+  /** A request that cannot run (unknown agent, invalid input): fail the run once, then terminate. */
+  private async failUnclaimed(
+    run: RunRef,
+    event: InboundEvent<ExecuteRequest>,
+    attempt: number,
+    err: DomainError,
+    stream: RunStreamWriter,
+    log: Logger,
+  ): Promise<never> {
+    const error = describeError(err);
+    const failure: RunFailure = { runId: run.runId, agent: run.agent, threadId: run.threadId, error, attempts: attempt, deadLettered: true };
+    const finishedAt = await this.runs.insertFailed(
+      { tenantId: run.tenantId, runId: run.runId, agent: run.agent, threadId: run.threadId, eventId: event.id, input: event.data.input, attempts: attempt },
+      { eventId: statusEventIds.failed(run.runId), eventType: EVENTS.agentFailed.type, result: failure, attempts: attempt },
+    );
+    // Another request owns this run id already: terminate this one without touching that run.
+    if (finishedAt) {
+      stream.append('failed', failure);
+      await this.publishFailed(run, failure, finishedAt, log);
+      await stream.flush();
+    }
+    log.warn({ code: error.code }, `request rejected: ${error.message}`);
+    throw this.reject(run.agent, err);
+  }
+
+  /** The run finished earlier: publish its stored terminal event again, run nothing. */
+  private async replay(stored: NonNullable<Awaited<ReturnType<ExecutorRunRepository['find']>>>, run: RunRef, log: Logger): Promise<void> {
+    await this.status.republish(stored, { traceparent: run.traceparent, tracestate: run.tracestate });
+    this.count(run.agent, 'replayed');
+    log.info({ status: stored.status, resultEventId: stored.resultEventId }, 'run already finished; republished its terminal event');
+  }
+
+  private async publishFailed(run: RunRef, failure: RunFailure, finishedAt: Date, log: Logger): Promise<void> {
+    try {
+      await this.status.failed(run, failure, finishedAt);
+    } catch (err) {
+      // Stored with the run: a republished request publishes it again.
+      log.error({ err }, 'publishing the failed event failed');
+    }
+  }
+
+  private leaseLost(run: RunRef, log: Logger): DomainError {
+    this.count(run.agent, 'retried');
+    log.warn('lost the lease on the run to another delivery; stopping without writing');
+    return new DomainError('Conflict', `run ${run.runId} was taken over by another delivery`, { retryable: true });
+  }
+
+  private reject(agent: string, err: DomainError): DomainError {
+    this.count(agent, 'rejected');
+    return err;
+  }
+
+  private count(agent: string, outcome: RunOutcome): void {
+    // Requests name any agent they like: only registered names become label values.
+    this.metrics.runs.inc({ agent: this.registry.get(agent) ? agent : 'unknown', outcome });
+  }
+}
+
+/** A non-retryable error for the transport to terminate the message with, keeping the cause's code. */
+function finalError(cause: unknown, error: { code: string; message: string }): DomainError {
+  if (isDomainError(cause) && !cause.retryable) return cause;
+  return new DomainError(error.code as ErrorCode, error.message, { retryable: false, cause });
+}

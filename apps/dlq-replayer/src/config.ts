@@ -1,0 +1,10 @@
+import { z } from 'zod';
+import { baseEnvSchema, loadConfig } from '@aob/config';
+
+export const dlqReplayerEnvSchema = baseEnvSchema.extend({
+  PORT: z.coerce.number().int().min(0).max(65_535).default(8084),
+});
+
+export type DlqReplayerConfig = z.infer<typeof dlq_replayerEnvSchema>;
+
+export const loadDlqReplayerConfig = (env: NodeJS.ProcessEnv = process.env) => loadConfig(dlqReplayerEnvSchema, env);

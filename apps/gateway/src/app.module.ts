@@ -1,0 +1,118 @@
+import { type DynamicModule, type INestApplication, Module, type Type } from '@nestjs/common';
+import type { NestExpressApplication } from '@nestjs/platform-express';
+import type { MicroserviceOptions } from '@nestjs/microservices';
+import type { Redis } from 'ioredis';
+import type { NatsConnection } from '@nats-io/nats-core';
+import { AuthModule } from '@aob/auth';
+import { CONSUMERS, JetStreamServer, RunEventStream } from '@aob/events';
+import { NATS_CONNECTION, NatsModule, REDIS, RedisModule } from './tmp-events-nest';
+import { bootstrapHttpApp, ObservabilityModule } from '@aob/observability';
+import { DatabaseModule, DataSource, TerminationRepository } from '@aob/persistence';
+import { AgentRegistry } from './agents/agent-registry';
+import { AgentRepository } from './agents/agent.repository';
+import { AgentsController } from './agents/agents.controller';
+import { GATEWAY_CONFIG, type GatewayConfig } from './config';
+import { OpenApiController } from './openapi/openapi.controller';
+import { OutboxRelay } from './outbox/outbox-relay';
+import { OutboxRepository } from './outbox/outbox.repository';
+import { RunProjectionRepository } from './projection/run-projection.repository';
+import { RunProjectionService } from './projection/run-projection.service';
+import { RunStatusHandler } from './projection/run-status.handler';
+import { RunEventsController } from './run-events/run-events.controller';
+import { RunEventsService } from './run-events/run-events.service';
+import { RunQueryService } from './runs/run-query.service';
+import { RunSubmissionService } from './runs/run-submission.service';
+import { RunRepository } from './runs/run.repository';
+import { RunsController } from './runs/runs.controller';
+import { ThreadHistoryRepository } from './threads/thread-history.repository';
+import { ThreadHistoryService } from './threads/thread-history.service';
+import { ThreadsController } from './threads/threads.controller';
+
+export const APP_NAME = 'gateway';
+
+/** The gateway's Nest module, built from a parsed config (tests pass their own). */
+@Module({})
+export class GatewayModule {
+  static forRoot(config: GatewayConfig): DynamicModule {
+    return {
+      module: GatewayModule,
+      imports: [
+        ObservabilityModule.forRoot({ app: APP_NAME, logLevel: config.LOG_LEVEL }),
+        AuthModule.forRoot({
+          bootstrapTenant: config.AOB_BOOTSTRAP_TENANT,
+          ...(config.AOB_BOOTSTRAP_ADMIN_KEY === undefined ? {} : { bootstrapAdminKey: config.AOB_BOOTSTRAP_ADMIN_KEY }),
+          ...(config.AOB_SERVICE_KEY === undefined ? {} : { serviceKey: config.AOB_SERVICE_KEY }),
+        }),
+        DatabaseModule.forRoot({ url: config.DATABASE_URL, poolSize: config.DB_POOL_SIZE, applicationName: `aob-${APP_NAME}` }),
+        NatsModule.forRoot({ url: config.NATS_URL, app: APP_NAME }),
+        RedisModule.forRoot({ url: config.REDIS_URL, app: APP_NAME }),
+      ],
+      controllers: [RunsController, RunEventsController, ThreadsController, AgentsController, OpenApiController, RunStatusHandler],
+      providers: [
+        { provide: GATEWAY_CONFIG, useValue: config },
+        {
+          provide: RunEventStream,
+          inject: [REDIS],
+          useFactory: (redis: Redis) => new RunEventStream(redis, { keyPrefix: config.RUN_STREAM_KEY_PREFIX }),
+        },
+        { provide: TerminationRepository, inject: [DataSource], useFactory: (ds: DataSource) => new TerminationRepository(ds) },
+        OutboxRepository,
+        OutboxRelay,
+        RunRepository,
+        RunSubmissionService,
+        RunQueryService,
+        RunEventsService,
+        RunProjectionRepository,
+        RunProjectionService,
+        ThreadHistoryRepository,
+        ThreadHistoryService,
+        AgentRepository,
+        AgentRegistry,
+      ],
+    };
+  }
+}
+
+/** bootstrapHttpApp takes a module class: wrap the dynamic module in one. */
+export function createGatewayAppModule(config: GatewayConfig): Type {
+  @Module({ imports: [GatewayModule.forRoot(config)] })
+  class GatewayAppModule {}
+  return GatewayAppModule;
+}
+
+/**
+ * Starts the gateway: HTTP on config.PORT (0 = any free port) and the `gateway-run-status`
+ * JetStream consumer that feeds the run projection.
+ */
+export async function startGateway(config: GatewayConfig): Promise<INestApplication> {
+  const app = await bootstrapHttpApp(createGatewayAppModule(config), {
+    app: APP_NAME,
+    port: config.PORT,
+    corsOrigins: [...config.CORS_ORIGINS],
+    configure: (nest: NestExpressApplication) => {
+      const terminations = nest.get(TerminationRepository);
+      nest.connectMicroservice<MicroserviceOptions>({
+        strategy: new JetStreamServer({
+          connection: nest.get<NatsConnection>(NATS_CONNECTION),
+          consumers: [CONSUMERS.gatewayRunStatus],
+          concurrency: config.PROJECTION_CONCURRENCY,
+          onTerminate: (info) =>
+            terminations.record({
+              stream: info.stream,
+              consumer: info.durable,
+              streamSeq: info.streamSeq,
+              subject: info.natsSubject,
+              code: info.code,
+              reason: info.reason,
+              deliveries: info.deliveryCount,
+              ...(info.eventId === undefined ? {} : { eventId: info.eventId }),
+              ...(info.eventType === undefined ? {} : { eventType: info.eventType }),
+              ...(info.tenantId === undefined ? {} : { tenantId: info.tenantId }),
+            }),
+        }),
+      });
+    },
+  });
+  await app.startAllMicroservices();
+  return app;
+}

@@ -1,0 +1,129 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { DataSource, type EntityManager, type RunStatus } from '@aob/persistence';
+import { cursorTimestampSql, type PageCursor } from '../common/page-cursor';
+import { OutboxRepository, type NewOutboxMessage } from '../outbox/outbox.repository';
+import { toRunRecord, type RunRecord, type RunRow } from './run-record';
+
+const RUN_COLUMNS = `run_id, tenant_id, agent, thread_id, status, input, output, error, usage, attempts, duration_ms,
+  idempotency_key, request_hash, created_at, updated_at, ${cursorTimestampSql('created_at')} AS cursor_ts`;
+
+export interface NewRun {
+  runId: string;
+  tenantId: string;
+  agent: string;
+  threadId: string;
+  input: unknown;
+  options: unknown;
+  idempotencyKey: string | null;
+  requestHash: string;
+  eventId: string;
+}
+
+/** Which uniqueness rule an insert broke. */
+export type RunInsertConflict = 'run-id' | 'idempotency-key';
+
+export interface RunListQuery {
+  status?: RunStatus;
+  agent?: string;
+  limit: number;
+  after?: PageCursor;
+}
+
+/** gateway.runs: submissions and reads. Every read takes the tenant id. */
+@Injectable()
+export class RunRepository {
+  constructor(
+    @Inject(DataSource) private readonly ds: DataSource,
+    private readonly outbox: OutboxRepository,
+  ) {}
+
+  async findById(tenantId: string, runId: string): Promise<RunRecord | null> {
+    const rows: RunRow[] = await this.ds.query(`SELECT ${RUN_COLUMNS} FROM gateway.runs WHERE run_id = $1 AND tenant_id = $2`, [
+      runId,
+      tenantId,
+    ]);
+    return rows[0] ? toRunRecord(rows[0]) : null;
+  }
+
+  async findByIdempotencyKey(tenantId: string, key: string): Promise<RunRecord | null> {
+    const rows: RunRow[] = await this.ds.query(
+      `SELECT ${RUN_COLUMNS} FROM gateway.runs WHERE tenant_id = $1 AND idempotency_key = $2`,
+      [tenantId, key],
+    );
+    return rows[0] ? toRunRecord(rows[0]) : null;
+  }
+
+  /**
+   * Inserts the queued run and its execute event in one transaction: the event is published
+   * (by the outbox relay) if and only if the run exists.
+   */
+  async createWithOutbox(run: NewRun, message: NewOutboxMessage): Promise<{ created: true } | { created: false; conflict: RunInsertConflict }> {
+    try {
+      await this.ds.transaction(async (m: EntityManager) => {
+        await m.query(
+          `INSERT INTO gateway.runs (run_id, tenant_id, agent, thread_id, status, input, options, attempts,
+             idempotency_key, request_hash, event_id)
+           VALUES ($1, $2, $3, $4, 'queued', $5::jsonb, $6::jsonb, 0, $7, $8, $9)`,
+          [
+            run.runId,
+            run.tenantId,
+            run.agent,
+            run.threadId,
+            JSON.stringify(run.input ?? null),
+            run.options === undefined ? null : JSON.stringify(run.options),
+            run.idempotencyKey,
+            run.requestHash,
+            run.eventId,
+          ],
+        );
+        await this.outbox.insert(m, message);
+      });
+      return { created: true };
+    } catch (err) {
+      const conflict = uniqueViolation(err);
+      if (conflict === 'runs_tenant_idempotency_key_uq') return { created: false, conflict: 'idempotency-key' };
+      if (conflict === 'runs_pkey') return { created: false, conflict: 'run-id' };
+      throw err;
+    }
+  }
+
+  /** Newest first, keyset-paginated on (created_at, run_id). Returns one page and whether more follow. */
+  async list(tenantId: string, q: RunListQuery): Promise<{ items: RunRecord[]; hasMore: boolean }> {
+    const where = ['tenant_id = $1'];
+    const params: unknown[] = [tenantId];
+    if (q.status) {
+      params.push(q.status);
+      where.push(`status = $${params.length}`);
+    }
+    if (q.agent) {
+      params.push(q.agent);
+      where.push(`agent = $${params.length}`);
+    }
+    if (q.after) {
+      params.push(q.after.createdAt, q.after.id);
+      where.push(`(created_at, run_id) < ($${params.length - 1}::timestamptz, $${params.length})`);
+    }
+    params.push(q.limit + 1);
+    const rows: RunRow[] = await this.ds.query(
+      `SELECT ${RUN_COLUMNS} FROM gateway.runs WHERE ${where.join(' AND ')}
+        ORDER BY created_at DESC, run_id DESC LIMIT $${params.length}`,
+      params,
+    );
+    return { items: rows.slice(0, q.limit).map(toRunRecord), hasMore: rows.length > q.limit };
+  }
+
+  async threadExists(tenantId: string, threadId: string): Promise<boolean> {
+    const rows: unknown[] = await this.ds.query(`SELECT 1 FROM gateway.runs WHERE tenant_id = $1 AND thread_id = $2 LIMIT 1`, [
+      tenantId,
+      threadId,
+    ]);
+    return rows.length > 0;
+  }
+}
+
+/** The constraint name of a unique violation (SQLSTATE 23505), if that is what `err` is. */
+export function uniqueViolation(err: unknown): string | undefined {
+  const e = err as { code?: unknown; constraint?: unknown; driverError?: { code?: unknown; constraint?: unknown } };
+  const src = e?.driverError ?? e;
+  return src?.code === '23505' && typeof src.constraint === 'string' ? src.constraint : undefined;
+}

@@ -1,0 +1,63 @@
+import { Body, Controller, Get, Headers, HttpCode, Param, Post, Query, Res, UseFilters } from '@nestjs/common';
+import type { Response } from 'express';
+import { CurrentPrincipal, RequirePermission, type Principal } from '@aob/auth';
+import { ProblemException, ProblemExceptionFilter } from '../common/problem.exception';
+import { runListQuerySchema } from '../common/list-query';
+import { validTraceparent } from '../common/traceparent';
+import { parseOrThrow } from '../common/validation';
+import { parseIdempotencyKey } from './idempotency-key';
+import { RunQueryService, type RunPage } from './run-query.service';
+import type { RunView } from './run-record';
+import { RunSubmissionService } from './run-submission.service';
+
+@Controller('v1/runs')
+@UseFilters(ProblemExceptionFilter)
+export class RunsController {
+  constructor(
+    private readonly submission: RunSubmissionService,
+    private readonly query: RunQueryService,
+  ) {}
+
+  @Post()
+  @HttpCode(202)
+  @RequirePermission('runs:create')
+  async create(
+    @CurrentPrincipal() principal: Principal,
+    @Body() body: unknown,
+    @Headers('idempotency-key') idempotencyKey: string | undefined,
+    @Headers('traceparent') traceparent: string | undefined,
+    @Res({ passthrough: true }) res: Response,
+  ): Promise<{ runId: string; status: 'queued' }> {
+    const result = await this.submission.submit(principal, body, {
+      ...(idempotencyKey === undefined ? {} : { idempotencyKey: parseIdempotencyKey(idempotencyKey) }),
+      ...(validTraceparent(traceparent) === undefined ? {} : { traceparent: validTraceparent(traceparent) }),
+    });
+    res.setHeader('Location', `/v1/runs/${encodeURIComponent(result.runId)}`);
+    return { runId: result.runId, status: result.status };
+  }
+
+  @Get()
+  @RequirePermission('runs:read')
+  list(@CurrentPrincipal() principal: Principal, @Query() query: Record<string, unknown>): Promise<RunPage> {
+    return this.query.list(principal.tenantId, parseOrThrow(runListQuerySchema, query, 'query'));
+  }
+
+  @Get(':runId')
+  @RequirePermission('runs:read')
+  get(@CurrentPrincipal() principal: Principal, @Param('runId') runId: string): Promise<RunView> {
+    return this.query.get(principal.tenantId, runId);
+  }
+
+  /** Cancellation that reaches workers is the reliability issue's work (README). */
+  @Post(':runId/cancel')
+  @RequirePermission('runs:cancel')
+  async cancel(@CurrentPrincipal() principal: Principal, @Param('runId') runId: string): Promise<never> {
+    await this.query.record(principal.tenantId, runId);
+    throw new ProblemException(
+      501,
+      'not-implemented',
+      'Not Implemented',
+      'run cancellation is not implemented yet: marking a queued run cancelled here would not stop a worker from running it later',
+    );
+  }
+}

@@ -1,0 +1,21 @@
+/** Every route of CONTRACT.md section 6, as OpenAPI "method path". */
+export const CONTRACT_OPERATIONS = [
+  'post /v1/runs',
+  'get /v1/runs/{runId}',
+  'get /v1/runs',
+  'get /v1/runs/{runId}/events',
+  'post /v1/runs/{runId}/cancel',
+  'get /v1/threads/{threadId}/history',
+  'get /v1/agents',
+  'get /v1/usage',
+  'get /v1/quotas',
+  'put /v1/tenants/{tenantId}/quotas',
+  'post /v1/api-keys',
+  'get /v1/api-keys',
+  'delete /v1/api-keys/{id}',
+  'get /v1/dlq',
+  'get /v1/dlq/{id}',
+  'post /v1/dlq/{id}/replay',
+  'delete /v1/dlq/{id}',
+  'get /openapi.json',
+];

@@ -1,0 +1,28 @@
+import { type DynamicModule, Module } from '@nestjs/common';
+import { AuthModule } from '@aob/auth';
+import { NatsModule, RedisModule } from '@aob/events';
+import { ObservabilityModule } from '@aob/observability';
+import { DatabaseModule } from '@aob/persistence';
+import type { MeteringConfig } from './config';
+
+export const APP_NAME = 'metering';
+
+@Module({})
+export class AppModule {
+  static forRoot(config: MeteringConfig): DynamicModule {
+    return {
+      module: AppModule,
+      imports: [
+        ObservabilityModule.forRoot({ app: APP_NAME, logLevel: config.LOG_LEVEL }),
+        AuthModule.forRoot({
+          bootstrapAdminKey: config.AOB_BOOTSTRAP_ADMIN_KEY,
+          bootstrapTenant: config.AOB_BOOTSTRAP_TENANT,
+          serviceKey: config.AOB_SERVICE_KEY,
+        }),
+        DatabaseModule.forRoot({ url: config.DATABASE_URL, applicationName: APP_NAME, poolSize: 5 }),
+        NatsModule.forRoot({ url: config.NATS_URL, app: APP_NAME }),
+        RedisModule.forRoot({ url: config.REDIS_URL, app: APP_NAME }),
+      ],
+    };
+  }
+}

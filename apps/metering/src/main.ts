@@ -1,0 +1,14 @@
+import 'reflect-metadata';
+import { bootstrapHttpApp } from '@aob/observability';
+import { APP_NAME, AppModule } from './app.module';
+import { loadMeteringConfig } from './config';
+
+async function main(): Promise<void> {
+  const config = loadMeteringConfig();
+  await bootstrapHttpApp(AppModule.forRoot(config), { app: APP_NAME, port: config.PORT });
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`${APP_NAME} failed to start: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

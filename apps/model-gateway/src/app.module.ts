@@ -1,0 +1,61 @@
+import { type DynamicModule, Module } from '@nestjs/common';
+import { APP_FILTER } from '@nestjs/core';
+import { AuthModule } from '@aob/auth';
+import { EventPublisher, NatsModule } from '@aob/events';
+import { ObservabilityModule } from '@aob/observability';
+import { DEFAULT_CATALOG_PATH, loadCatalog } from './catalog/catalog-loader';
+import type { Catalog } from './catalog/catalog.schema';
+import { ChatCompletionsController } from './chat/chat-completions.controller';
+import { ChatCompletionsService } from './chat/chat-completions.service';
+import { ModelsController } from './chat/models.controller';
+import type { ModelGatewayConfig } from './config';
+import { ModelGatewayMetrics } from './metrics/model-gateway.metrics';
+import { OpenAiExceptionFilter } from './openai/openai-exception.filter';
+import { ProviderRegistry } from './providers/provider-registry';
+import { Router } from './routing/router';
+import { UsagePublisher } from './usage/usage-publisher';
+
+export const APP_NAME = 'model-gateway';
+
+export interface ModelGatewayModuleOptions {
+  /** A catalog built in code. @default loaded from MODEL_CATALOG, else the packaged default */
+  catalog?: Catalog;
+}
+
+@Module({})
+export class AppModule {
+  /** @throws CatalogError when the catalog file is missing or invalid */
+  static forRoot(config: ModelGatewayConfig, opts: ModelGatewayModuleOptions = {}): DynamicModule {
+    const catalog = opts.catalog ?? loadCatalog(config.MODEL_CATALOG ?? DEFAULT_CATALOG_PATH);
+    return {
+      module: AppModule,
+      imports: [
+        ObservabilityModule.forRoot({ app: APP_NAME, logLevel: config.LOG_LEVEL }),
+        AuthModule.forRoot({
+          bootstrapAdminKey: config.AOB_BOOTSTRAP_ADMIN_KEY,
+          bootstrapTenant: config.AOB_BOOTSTRAP_TENANT,
+          serviceKey: config.AOB_SERVICE_KEY,
+        }),
+        // also registers the `nats` readiness check the usage publisher depends on
+        NatsModule.forRoot({ url: config.NATS_URL, app: APP_NAME }),
+      ],
+      controllers: [ChatCompletionsController, ModelsController],
+      providers: [
+        { provide: Router, useValue: new Router(catalog) },
+        { provide: ProviderRegistry, useValue: new ProviderRegistry(catalog) },
+        { provide: ModelGatewayMetrics, useValue: new ModelGatewayMetrics() },
+        {
+          provide: UsagePublisher,
+          inject: [EventPublisher, ModelGatewayMetrics],
+          useFactory: (publisher: EventPublisher, metrics: ModelGatewayMetrics) =>
+            new UsagePublisher(publisher, metrics, {
+              maxQueue: config.USAGE_QUEUE_MAX,
+              shutdownFlushMs: Math.min(5_000, config.SHUTDOWN_GRACE_MS),
+            }),
+        },
+        ChatCompletionsService,
+        { provide: APP_FILTER, useClass: OpenAiExceptionFilter },
+      ],
+    };
+  }
+}

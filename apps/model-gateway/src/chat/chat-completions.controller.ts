@@ -1,0 +1,39 @@
+import { Body, Controller, HttpCode, Post, Req, Res } from '@nestjs/common';
+import type { Request, Response } from 'express';
+import { CurrentPrincipal, type Principal, RequirePermission } from '@aob/auth';
+import { ModelGatewayMetrics } from '../metrics/model-gateway.metrics';
+import { parseChatCompletionRequest } from '../openai/chat-completion-request';
+import { abortWhenClientLeaves, writeEventStream } from '../openai/event-stream';
+import { callerFrom } from './caller';
+import { ChatCompletionsService } from './chat-completions.service';
+
+@Controller('v1/chat/completions')
+export class ChatCompletionsController {
+  constructor(
+    private readonly chat: ChatCompletionsService,
+    private readonly metrics: ModelGatewayMetrics,
+  ) {}
+
+  @Post()
+  @HttpCode(200)
+  @RequirePermission('models:invoke')
+  async create(
+    @Body() body: unknown,
+    @CurrentPrincipal() principal: Principal,
+    @Req() req: Request,
+    @Res() res: Response,
+  ): Promise<void> {
+    const startedAt = performance.now();
+    this.metrics.countRequestOnClose(res);
+    const signal = abortWhenClientLeaves(res);
+    const request = parseChatCompletionRequest(body);
+    const caller = callerFrom(principal, req.headers);
+    if (request.stream) {
+      const stream = await this.chat.stream(request, caller, signal, startedAt);
+      await writeEventStream(res, stream.headers, stream.chunks, signal);
+    } else {
+      const completion = await this.chat.complete(request, caller, signal, startedAt);
+      res.status(200).set(completion.headers).json(completion.body);
+    }
+  }
+}

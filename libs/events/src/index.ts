@@ -1,0 +1,51 @@
+export * from './catalog';
+
+export { NATS, isJsonContentType, STRUCTURED_CONTENT_TYPE, type NatsMessage } from './binding/nats-binding';
+export {
+  decodeCloudEvent,
+  decodeCloudEventDetailed,
+  encodeBinary,
+  encodeStructured,
+  type NatsCloudEventMessage,
+} from './binding/cloud-event-codec';
+export type { DecodedCloudEvent } from './binding/nats-binding';
+export { percentEncodeHeaderValue, percentDecodeHeaderValue } from './binding/percent-encoding';
+
+export { connectNats, type ConnectNatsOptions } from './jetstream/connect-nats';
+export {
+  provisionJetStream,
+  ProvisionConflictError,
+  type ProvisionAction,
+  type ProvisionOptions,
+  type ProvisionReport,
+} from './jetstream/provision-jetstream';
+export { EventPublisher, type PublishOptions, type PublishResult } from './jetstream/event-publisher';
+export { subjectMatches } from './jetstream/subject-match';
+
+export {
+  JetStreamServer,
+  JETSTREAM_TRANSPORT,
+  type JetStreamServerOptions,
+  type TerminationInfo,
+} from './transport/jetstream-server';
+export { JetStreamContext, type JetStreamConsumerRef } from './transport/jetstream-context';
+export type { InboundEvent } from './transport/inbound-event';
+export { JetStreamExceptionFilter } from './transport/jetstream-exception-filter';
+export {
+  settlementFor,
+  retryDelayMs,
+  describeFailure,
+  type Settlement,
+  type HandlingOutcome,
+  type DeliveryAttempt,
+  type RetryPolicy,
+} from './transport/settlement';
+
+export {
+  RunEventStream,
+  isTerminalRunEvent,
+  type RunStreamEventName,
+  type RunStreamEntry,
+  type RunEventStreamOptions,
+  type FollowOptions,
+} from './run-stream/run-event-stream';

@@ -1,0 +1,105 @@
+import { randomUUID } from 'node:crypto';
+import { DomainError } from '@aob/errors';
+import type { JetStreamClient } from '@nats-io/jetstream';
+import { CloudEvent } from 'cloudevents';
+import { encodeBinary } from '../binding/cloud-event-codec';
+import { JSON_CONTENT_TYPE } from '../binding/nats-binding';
+import { EVENTS, type EventData, type EventKey } from '../catalog';
+import { subjectMatches } from './subject-match';
+
+export interface PublishOptions {
+  /** CloudEvent id. @default a random UUID v4 */
+  id?: string;
+  /** NATS subject. Required when the catalog subject has a wildcard (e.g. `agent.execute.<agent>`). @default the catalog subject */
+  subject?: string;
+  /** `tenantid` extension attribute. */
+  tenantId?: string;
+  /** CloudEvent `subject` attribute (AOB status events: the run id). */
+  ceSubject?: string;
+  /** W3C trace context (CloudEvents distributed-tracing extension). */
+  traceparent?: string;
+  tracestate?: string;
+  /** CloudEvent `time`, RFC 3339. @default now */
+  time?: string;
+  /** Nats-Msg-Id for JetStream de-duplication. @default the event id */
+  msgId?: string;
+}
+
+export interface PublishResult {
+  /** CloudEvent id. */
+  id: string;
+  /** Stream sequence the message was stored at (the original one when `duplicate`). */
+  seq: number;
+  /** True when JetStream had already stored this Nats-Msg-Id within the duplicate window. */
+  duplicate: boolean;
+}
+
+/**
+ * Publishes catalog events to JetStream as binary-mode CloudEvents. Every publish carries
+ * Nats-Msg-Id (the event id unless told otherwise) so a retried publish is stored once.
+ */
+export class EventPublisher {
+  constructor(
+    private readonly js: JetStreamClient,
+    private readonly source: string,
+  ) {}
+
+  /**
+   * Validates `data` against the catalog schema and publishes it.
+   * @throws DomainError('InvalidRequest') when data or subject do not fit the catalog entry
+   * @throws DomainError('Unavailable', retryable) when JetStream did not acknowledge the publish
+   */
+  async publish<K extends EventKey>(key: K, data: EventData<K>, opts: PublishOptions = {}): Promise<PublishResult> {
+    const definition = EVENTS[key];
+    const parsed = definition.schema.safeParse(data);
+    if (!parsed.success) {
+      const issues = parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message }));
+      throw new DomainError(
+        'InvalidRequest',
+        `invalid ${definition.type} data: ${issues.map((i) => `${i.path || '(root)'}: ${i.message}`).join('; ')}`,
+        { details: { issues } },
+      );
+    }
+    const subject = opts.subject ?? definition.subject;
+    if (/[*>]/.test(subject)) {
+      throw new DomainError('InvalidRequest', `publishing ${definition.type} needs a concrete NATS subject matching ${definition.subject}`);
+    }
+    if (!subjectMatches(definition.subject, subject)) {
+      throw new DomainError('InvalidRequest', `subject ${subject} does not match ${definition.subject} of ${definition.type}`);
+    }
+    const attributes: Record<string, unknown> = {
+      id: opts.id ?? randomUUID(),
+      source: this.source,
+      type: definition.type,
+      time: opts.time ?? new Date().toISOString(),
+      datacontenttype: JSON_CONTENT_TYPE,
+      data: parsed.data,
+    };
+    // The SDK rejects extension attributes whose value is undefined: only set what was given.
+    if (opts.ceSubject !== undefined) attributes.subject = opts.ceSubject;
+    if (opts.tenantId !== undefined) attributes.tenantid = opts.tenantId;
+    if (opts.traceparent !== undefined) attributes.traceparent = opts.traceparent;
+    if (opts.tracestate !== undefined) attributes.tracestate = opts.tracestate;
+    let event: CloudEvent<unknown>;
+    try {
+      event = new CloudEvent<unknown>(attributes);
+    } catch (err) {
+      throw new DomainError('InvalidRequest', `invalid CloudEvent attributes for ${definition.type}: ${(err as Error).message}`, { cause: err });
+    }
+    return this.publishCloudEvent(subject, event, opts.msgId === undefined ? {} : { msgId: opts.msgId });
+  }
+
+  /** Publishes an already-built CloudEvent (e.g. a dead letter being replayed) in binary mode. */
+  async publishCloudEvent(natsSubject: string, event: CloudEvent<unknown>, opts: { msgId?: string } = {}): Promise<PublishResult> {
+    const { headers, data } = encodeBinary(event);
+    try {
+      const ack = await this.js.publish(natsSubject, data, { msgID: opts.msgId ?? event.id, headers });
+      return { id: event.id, seq: ack.seq, duplicate: ack.duplicate };
+    } catch (err) {
+      throw new DomainError('Unavailable', `publish of ${event.type} ${event.id} to ${natsSubject} failed: ${(err as Error).message}`, {
+        retryable: true,
+        cause: err,
+      });
+    }
+  }
+}
