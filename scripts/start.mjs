@@ -79,7 +79,8 @@ function needsInstall() {
   // npm rewrites node_modules/.package-lock.json on every install: a better clock than the folder.
   const marker = path.join(modules, '.package-lock.json');
   const installedAt = statSync(existsSync(marker) ? marker : modules).mtimeMs;
-  return statSync(path.join(root, 'package-lock.json')).mtimeMs > installedAt;
+  const lock = path.join(root, 'package-lock.json');
+  return existsSync(lock) && statSync(lock).mtimeMs > installedAt;
 }
 
 /** Resolves true when something already listens on 127.0.0.1:port. */

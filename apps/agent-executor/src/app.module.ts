@@ -31,13 +31,19 @@ export class AppModule {
   static forRoot(config: ExecutorConfig, opts: ExecutorModuleOptions = {}): DynamicModule {
     const logger = createLogger({ app: APP_NAME, level: config.LOG_LEVEL });
     if (!config.AOB_SERVICE_KEY) {
-      logger.warn('AOB_SERVICE_KEY is not set: model calls (chat, pipeline llm steps) will be refused by the model gateway');
+      logger.warn(
+        'AOB_SERVICE_KEY is not set: model calls (chat, pipeline llm steps) will be refused by the model gateway',
+      );
     }
     return {
       module: AppModule,
       imports: [
         ObservabilityModule.forRoot({ app: APP_NAME, logLevel: config.LOG_LEVEL }),
-        DatabaseModule.forRoot({ url: config.DATABASE_URL, applicationName: APP_NAME, poolSize: config.EXECUTOR_DB_POOL_SIZE }),
+        DatabaseModule.forRoot({
+          url: config.DATABASE_URL,
+          applicationName: APP_NAME,
+          poolSize: config.EXECUTOR_DB_POOL_SIZE,
+        }),
         NatsModule.forRoot({ url: config.NATS_URL, app: APP_NAME }),
         RedisModule.forRoot({ url: config.REDIS_URL, app: APP_NAME }),
         AgentRegistryModule,
@@ -52,7 +58,10 @@ export class AppModule {
           provide: RunEventStream,
           inject: [REDIS],
           useFactory: (redis: Redis) =>
-            new RunEventStream(redis, { keyPrefix: config.RUN_STREAM_KEY_PREFIX, ttlSeconds: config.RUN_STREAM_TTL_SECONDS }),
+            new RunEventStream(redis, {
+              keyPrefix: config.RUN_STREAM_KEY_PREFIX,
+              ttlSeconds: config.RUN_STREAM_TTL_SECONDS,
+            }),
         },
         {
           provide: ModelClient,

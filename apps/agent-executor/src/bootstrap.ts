@@ -20,7 +20,10 @@ export function executorConsumer(config: ExecutorConfig): ConsumerSpec {
  * durable `agent-executor-workers`. On SIGTERM (or app.close()) the transport stops pulling, lets
  * in-flight runs finish within SHUTDOWN_GRACE_MS and hands the rest back; connections close after.
  */
-export async function startExecutor(config: ExecutorConfig, opts: ExecutorModuleOptions = {}): Promise<INestApplication> {
+export async function startExecutor(
+  config: ExecutorConfig,
+  opts: ExecutorModuleOptions = {},
+): Promise<INestApplication> {
   let consuming = false;
   const app = await bootstrapHttpApp(rootModule(AppModule.forRoot(config, opts)), {
     app: APP_NAME,

@@ -24,4 +24,5 @@ export const appEnvSchema = baseEnvSchema.extend({
 
 export type ExecutorConfig = Readonly<z.infer<typeof appEnvSchema>>;
 
-export const loadExecutorConfig = (env: NodeJS.ProcessEnv = process.env): ExecutorConfig => loadConfig(appEnvSchema, env);
+export const loadExecutorConfig = (env: NodeJS.ProcessEnv = process.env): ExecutorConfig =>
+  loadConfig(appEnvSchema, env);

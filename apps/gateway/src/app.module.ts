@@ -4,8 +4,15 @@ import type { MicroserviceOptions } from '@nestjs/microservices';
 import type { Redis } from 'ioredis';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { AuthModule } from '@aob/auth';
-import { CONSUMERS, JetStreamServer, RunEventStream } from '@aob/events';
-import { NATS_CONNECTION, NatsModule, REDIS, RedisModule } from './tmp-events-nest';
+import {
+  CONSUMERS,
+  JetStreamServer,
+  NATS_CONNECTION,
+  NatsModule,
+  REDIS,
+  RedisModule,
+  RunEventStream,
+} from '@aob/events';
 import { bootstrapHttpApp, ObservabilityModule } from '@aob/observability';
 import { DatabaseModule, DataSource, TerminationRepository } from '@aob/persistence';
 import { AgentRegistry } from './agents/agent-registry';
@@ -20,6 +27,7 @@ import { RunProjectionService } from './projection/run-projection.service';
 import { RunStatusHandler } from './projection/run-status.handler';
 import { RunEventsController } from './run-events/run-events.controller';
 import { RunEventsService } from './run-events/run-events.service';
+import { runStreamReaderProviders } from './run-events/run-stream-reader.provider';
 import { RunQueryService } from './runs/run-query.service';
 import { RunSubmissionService } from './runs/run-submission.service';
 import { RunRepository } from './runs/run.repository';
@@ -40,22 +48,41 @@ export class GatewayModule {
         ObservabilityModule.forRoot({ app: APP_NAME, logLevel: config.LOG_LEVEL }),
         AuthModule.forRoot({
           bootstrapTenant: config.AOB_BOOTSTRAP_TENANT,
-          ...(config.AOB_BOOTSTRAP_ADMIN_KEY === undefined ? {} : { bootstrapAdminKey: config.AOB_BOOTSTRAP_ADMIN_KEY }),
+          ...(config.AOB_BOOTSTRAP_ADMIN_KEY === undefined
+            ? {}
+            : { bootstrapAdminKey: config.AOB_BOOTSTRAP_ADMIN_KEY }),
           ...(config.AOB_SERVICE_KEY === undefined ? {} : { serviceKey: config.AOB_SERVICE_KEY }),
         }),
-        DatabaseModule.forRoot({ url: config.DATABASE_URL, poolSize: config.DB_POOL_SIZE, applicationName: `aob-${APP_NAME}` }),
+        DatabaseModule.forRoot({
+          url: config.DATABASE_URL,
+          poolSize: config.DB_POOL_SIZE,
+          applicationName: `aob-${APP_NAME}`,
+        }),
         NatsModule.forRoot({ url: config.NATS_URL, app: APP_NAME }),
         RedisModule.forRoot({ url: config.REDIS_URL, app: APP_NAME }),
       ],
-      controllers: [RunsController, RunEventsController, ThreadsController, AgentsController, OpenApiController, RunStatusHandler],
+      controllers: [
+        RunsController,
+        RunEventsController,
+        ThreadsController,
+        AgentsController,
+        OpenApiController,
+        RunStatusHandler,
+      ],
       providers: [
         { provide: GATEWAY_CONFIG, useValue: config },
         {
           provide: RunEventStream,
           inject: [REDIS],
-          useFactory: (redis: Redis) => new RunEventStream(redis, { keyPrefix: config.RUN_STREAM_KEY_PREFIX }),
+          useFactory: (redis: Redis) =>
+            new RunEventStream(redis, { keyPrefix: config.RUN_STREAM_KEY_PREFIX }),
         },
-        { provide: TerminationRepository, inject: [DataSource], useFactory: (ds: DataSource) => new TerminationRepository(ds) },
+        {
+          provide: TerminationRepository,
+          inject: [DataSource],
+          useFactory: (ds: DataSource) => new TerminationRepository(ds),
+        },
+        ...runStreamReaderProviders,
         OutboxRepository,
         OutboxRelay,
         RunRepository,

@@ -10,7 +10,12 @@ async function main(): Promise<void> {
 
 main().catch((err: unknown) => {
   // The logger may not exist yet (bad config, unreachable dependency): say why on stderr.
-  const message = err instanceof ConfigError ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err);
+  const message =
+    err instanceof ConfigError
+      ? err.message
+      : err instanceof Error
+        ? (err.stack ?? err.message)
+        : String(err);
   process.stderr.write(`gateway failed to start: ${message}\n`);
   process.exit(1);
 });

@@ -1,4 +1,9 @@
-import { type DynamicModule, Module } from '@nestjs/common';
+import {
+  type DynamicModule,
+  type MiddlewareConsumer,
+  Module,
+  type NestModule,
+} from '@nestjs/common';
 import { APP_FILTER } from '@nestjs/core';
 import { AuthModule } from '@aob/auth';
 import { EventPublisher, NatsModule } from '@aob/events';
@@ -10,6 +15,7 @@ import { ChatCompletionsService } from './chat/chat-completions.service';
 import { ModelsController } from './chat/models.controller';
 import type { ModelGatewayConfig } from './config';
 import { ModelGatewayMetrics } from './metrics/model-gateway.metrics';
+import { RequestMetricsMiddleware } from './metrics/request-metrics.middleware';
 import { OpenAiExceptionFilter } from './openai/openai-exception.filter';
 import { ProviderRegistry } from './providers/provider-registry';
 import { Router } from './routing/router';
@@ -23,7 +29,7 @@ export interface ModelGatewayModuleOptions {
 }
 
 @Module({})
-export class AppModule {
+export class AppModule implements NestModule {
   /** @throws CatalogError when the catalog file is missing or invalid */
   static forRoot(config: ModelGatewayConfig, opts: ModelGatewayModuleOptions = {}): DynamicModule {
     const catalog = opts.catalog ?? loadCatalog(config.MODEL_CATALOG ?? DEFAULT_CATALOG_PATH);
@@ -57,5 +63,9 @@ export class AppModule {
         { provide: APP_FILTER, useClass: OpenAiExceptionFilter },
       ],
     };
+  }
+
+  configure(consumer: MiddlewareConsumer): void {
+    consumer.apply(RequestMetricsMiddleware).forRoutes(ChatCompletionsController);
   }
 }

@@ -12,7 +12,10 @@ export interface StartModelGatewayOptions extends ModelGatewayModuleOptions {
 }
 
 /** Builds and starts the HTTP app (main.ts, and tests that boot it in-process). */
-export function startModelGateway(config: ModelGatewayConfig, opts: StartModelGatewayOptions = {}): Promise<INestApplication> {
+export function startModelGateway(
+  config: ModelGatewayConfig,
+  opts: StartModelGatewayOptions = {},
+): Promise<INestApplication> {
   return bootstrapHttpApp(AppModule.forRoot(config, opts), {
     app: APP_NAME,
     port: opts.port ?? config.PORT,

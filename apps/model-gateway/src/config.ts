@@ -11,4 +11,5 @@ export const modelGatewayEnvSchema = baseEnvSchema.extend({
 
 export type ModelGatewayConfig = z.infer<typeof modelGatewayEnvSchema>;
 
-export const loadModelGatewayConfig = (env: NodeJS.ProcessEnv = process.env) => loadConfig(modelGatewayEnvSchema, env);
+export const loadModelGatewayConfig = (env: NodeJS.ProcessEnv = process.env) =>
+  loadConfig(modelGatewayEnvSchema, env);

@@ -37,7 +37,12 @@ export type {
 export { LocalProvider } from './providers/local-provider';
 export { ProviderRegistry } from './providers/provider-registry';
 export { simulatedText, VOCABULARY } from './providers/simulated-text';
-export { countPromptTokens, countTextTokens, tokenPieces, messageText } from './tokens/token-counter';
+export {
+  countPromptTokens,
+  countTextTokens,
+  tokenPieces,
+  messageText,
+} from './tokens/token-counter';
 export {
   chatCompletionRequestSchema,
   parseChatCompletionRequest,
@@ -45,6 +50,14 @@ export {
   type ChatCompletionRequest,
   type ChatMessage,
 } from './openai/chat-completion-request';
-export type { ChatCompletion, ChatCompletionChunk, CompletionUsage } from './openai/chat-completion-response';
+export type {
+  ChatCompletion,
+  ChatCompletionChunk,
+  CompletionUsage,
+} from './openai/chat-completion-response';
 export { toOpenAiError, type OpenAiErrorBody } from './openai/openai-errors';
-export { UsagePublisher, type UsagePublisherOptions, type UsageEventSink } from './usage/usage-publisher';
+export {
+  UsagePublisher,
+  type UsagePublisherOptions,
+  type UsageEventSink,
+} from './usage/usage-publisher';

@@ -28,5 +28,5 @@ export function loadConfig<S extends z.ZodType>(
       issues,
     );
   }
-  return Object.freeze(result.data) as Readonly<z.infer<S>>;
+  return Object.freeze(result.data);
 }

@@ -1,6 +1,11 @@
 export * from './catalog';
 
-export { NATS, isJsonContentType, STRUCTURED_CONTENT_TYPE, type NatsMessage } from './binding/nats-binding';
+export {
+  NATS,
+  isJsonContentType,
+  STRUCTURED_CONTENT_TYPE,
+  type NatsMessage,
+} from './binding/nats-binding';
 export {
   decodeCloudEvent,
   decodeCloudEventDetailed,
@@ -19,7 +24,11 @@ export {
   type ProvisionOptions,
   type ProvisionReport,
 } from './jetstream/provision-jetstream';
-export { EventPublisher, type PublishOptions, type PublishResult } from './jetstream/event-publisher';
+export {
+  EventPublisher,
+  type PublishOptions,
+  type PublishResult,
+} from './jetstream/event-publisher';
 export { subjectMatches } from './jetstream/subject-match';
 
 export {
@@ -49,3 +58,12 @@ export {
   type RunEventStreamOptions,
   type FollowOptions,
 } from './run-stream/run-event-stream';
+
+export {
+  NatsModule,
+  NATS_CONNECTION,
+  JETSTREAM,
+  JETSTREAM_MANAGER,
+  type NatsModuleOptions,
+} from './nest/nats.module';
+export { RedisModule, REDIS, type RedisModuleOptions } from './nest/redis.module';

@@ -74,7 +74,9 @@ async function launch(args: string[], port: number): Promise<ChildProcess> {
     stderr = (stderr + chunk.toString()).slice(-4_000);
   });
   const exited = new Promise<never>((_, reject) => {
-    child.once('error', (err) => reject(new Error(`cannot start nats-server (is it on PATH?): ${err.message}`)));
+    child.once('error', (err) =>
+      reject(new Error(`cannot start nats-server (is it on PATH?): ${err.message}`)),
+    );
     child.once('exit', (code, signal) =>
       reject(new Error(`nats-server exited early (code ${code}, signal ${signal}):\n${stderr}`)),
     );
@@ -95,7 +97,8 @@ async function waitForInfo(port: number): Promise<void> {
   const deadline = Date.now() + READY_TIMEOUT_MS;
   for (;;) {
     if (await gotInfo(port)) return;
-    if (Date.now() > deadline) throw new Error(`nats-server on port ${port} not ready after ${READY_TIMEOUT_MS} ms`);
+    if (Date.now() > deadline)
+      throw new Error(`nats-server on port ${port} not ready after ${READY_TIMEOUT_MS} ms`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }

@@ -20,7 +20,7 @@ export class AgentCatalogSync implements OnApplicationBootstrap {
         name: a.name,
         description: a.description,
         version: a.version,
-        inputSchema: z.toJSONSchema(a.inputSchema, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>,
+        inputSchema: z.toJSONSchema(a.inputSchema, { io: 'input', unrepresentable: 'any' }),
       })),
     );
   }

@@ -5,7 +5,8 @@ import type { ChatMessage, ModelCompletion } from '../model/model-client';
 
 export type Logger = ReturnType<typeof createLogger>;
 
-export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
+export type JsonValue =
+  string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
 
 /** `ExecuteRequest.options` of the contract. */
 export interface RunOptions {
@@ -22,7 +23,10 @@ export interface RunModel {
    * Streams one chat completion through the model gateway. Every content delta goes to
    * `ctx.emitToken` (unless `onToken` is given) and the usage is added to the run's.
    */
-  chat(request: { messages: ChatMessage[]; onToken?: (text: string) => void }): Promise<ModelCompletion>;
+  chat(request: {
+    messages: ChatMessage[];
+    onToken?: (text: string) => void;
+  }): Promise<ModelCompletion>;
 }
 
 /** What an agent sees of the run it executes. */
@@ -71,4 +75,6 @@ export interface AgentDefinition<S extends z.ZodType = z.ZodType> {
 }
 
 /** Keeps the input type of `run` tied to the schema. */
-export const defineAgent = <S extends z.ZodType>(definition: AgentDefinition<S>): AgentDefinition<S> => definition;
+export const defineAgent = <S extends z.ZodType>(
+  definition: AgentDefinition<S>,
+): AgentDefinition<S> => definition;

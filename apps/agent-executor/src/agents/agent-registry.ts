@@ -15,7 +15,8 @@ export class AgentRegistry {
     if (!AGENT_NAME_PATTERN.test(definition.name)) {
       throw new Error(`agent name "${definition.name}" must match ${AGENT_NAME_PATTERN.source}`);
     }
-    if (this.agents.has(definition.name)) throw new Error(`agent "${definition.name}" is registered twice`);
+    if (this.agents.has(definition.name))
+      throw new Error(`agent "${definition.name}" is registered twice`);
     this.agents.set(definition.name, definition);
   }
 

@@ -4,7 +4,10 @@ import { FakeAgentContext } from './fake-agent-context';
 describe('chat agent', () => {
   it('sends a prompt as one user message and streams the answer', async () => {
     const ctx = new FakeAgentContext(() => 'hello there friend');
-    const output = await chatAgent.run(ctx, chatAgent.inputSchema.parse({ prompt: 'hi', system: 'be brief' }));
+    const output = await chatAgent.run(
+      ctx,
+      chatAgent.inputSchema.parse({ prompt: 'hi', system: 'be brief' }),
+    );
     expect(output).toEqual({ content: 'hello there friend', model: 'fake-model' });
     expect(ctx.modelCalls).toEqual([
       [
@@ -23,8 +26,15 @@ describe('chat agent', () => {
         { role: 'assistant', content: 'first answer' },
       ],
     };
-    await chatAgent.run(ctx, chatAgent.inputSchema.parse({ messages: [{ role: 'user', content: 'second question' }] }));
-    expect(ctx.modelCalls[0]?.map((m) => m.content)).toEqual(['first question', 'first answer', 'second question']);
+    await chatAgent.run(
+      ctx,
+      chatAgent.inputSchema.parse({ messages: [{ role: 'user', content: 'second question' }] }),
+    );
+    expect(ctx.modelCalls[0]?.map((m) => m.content)).toEqual([
+      'first question',
+      'first answer',
+      'second question',
+    ]);
     expect(ctx.state).toEqual({
       messages: [
         { role: 'user', content: 'first question' },

@@ -7,7 +7,9 @@ const input = (raw: unknown) => echoAgent.inputSchema.parse(raw);
 describe('echo agent', () => {
   it('returns the message in one checkpointed step', async () => {
     const ctx = new FakeAgentContext();
-    await expect(echoAgent.run(ctx, input({ message: { hello: ['world'] } }))).resolves.toEqual({ echo: { hello: ['world'] } });
+    await expect(echoAgent.run(ctx, input({ message: { hello: ['world'] } }))).resolves.toEqual({
+      echo: { hello: ['world'] },
+    });
     expect(ctx.executedSteps).toEqual(['echo']);
   });
 
@@ -17,30 +19,38 @@ describe('echo agent', () => {
 
   it('runs `steps` checkpointed steps and skips finished ones on a redelivery', async () => {
     const ctx = new FakeAgentContext();
-    await expect(echoAgent.run(ctx, input({ message: 'm', steps: 3, fail: 'transient', failTimes: 1 }))).rejects.toThrow(
-      /transient failure on delivery 1/,
-    );
+    await expect(
+      echoAgent.run(ctx, input({ message: 'm', steps: 3, fail: 'transient', failTimes: 1 })),
+    ).rejects.toThrow(/transient failure on delivery 1/);
     expect(ctx.executedSteps).toEqual(['step-1', 'step-2']);
     ctx.redeliver();
-    await expect(echoAgent.run(ctx, input({ message: 'm', steps: 3, fail: 'transient', failTimes: 1 }))).resolves.toEqual({ echo: 'm' });
+    await expect(
+      echoAgent.run(ctx, input({ message: 'm', steps: 3, fail: 'transient', failTimes: 1 })),
+    ).resolves.toEqual({ echo: 'm' });
     expect(ctx.executedSteps).toEqual(['step-1', 'step-2', 'step-3']);
   });
 
   it('fails transiently on every delivery without failTimes, retryably', async () => {
     const ctx = new FakeAgentContext();
     ctx.attempt = 7;
-    const err: unknown = await echoAgent.run(ctx, input({ fail: 'transient' })).catch((e: unknown) => e);
+    const err: unknown = await echoAgent
+      .run(ctx, input({ fail: 'transient' }))
+      .catch((e: unknown) => e);
     expect(isDomainError(err) && err.retryable).toBe(true);
   });
 
   it('succeeds once the delivery count passes failTimes', async () => {
     const ctx = new FakeAgentContext();
     ctx.attempt = 3;
-    await expect(echoAgent.run(ctx, input({ message: 1, fail: 'transient', failTimes: 2 }))).resolves.toEqual({ echo: 1 });
+    await expect(
+      echoAgent.run(ctx, input({ message: 1, fail: 'transient', failTimes: 2 })),
+    ).resolves.toEqual({ echo: 1 });
   });
 
   it('fails permanently, not retryable', async () => {
-    const err: unknown = await echoAgent.run(new FakeAgentContext(), input({ fail: 'permanent' })).catch((e: unknown) => e);
+    const err: unknown = await echoAgent
+      .run(new FakeAgentContext(), input({ fail: 'permanent' }))
+      .catch((e: unknown) => e);
     expect(isDomainError(err) && err.code === 'AgentFailed' && !err.retryable).toBe(true);
   });
 

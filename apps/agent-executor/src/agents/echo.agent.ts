@@ -1,7 +1,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { DomainError } from '@aob/errors';
 import { z } from 'zod';
-import { defineAgent, type AgentContext, type JsonValue } from './agent-definition';
+import { defineAgent, type AgentContext } from './agent-definition';
 
 export const echoInputSchema = z
   .object({
@@ -23,12 +23,13 @@ export type EchoInput = z.infer<typeof echoInputSchema>;
  */
 export const echoAgent = defineAgent({
   name: 'echo',
-  description: 'Diagnostics: returns {echo: message} after delayMs; optional checkpointed steps and simulated failures.',
+  description:
+    'Diagnostics: returns {echo: message} after delayMs; optional checkpointed steps and simulated failures.',
   version: '1',
   inputSchema: echoInputSchema,
   async run(ctx, input) {
     const steps = input.steps ?? 1;
-    const message = (input.message ?? null) as JsonValue;
+    const message = input.message ?? null;
     if (steps === 1) {
       return ctx.step('echo', async () => {
         await pause(input.delayMs, ctx.signal);
@@ -61,10 +62,17 @@ function failIfAsked(ctx: AgentContext, input: EchoInput): void {
   if (input.fail === 'permanent') {
     throw new DomainError('AgentFailed', 'echo: simulated permanent failure', { retryable: false });
   }
-  if (input.fail === 'transient' && (input.failTimes === undefined || ctx.attempt <= input.failTimes)) {
+  if (
+    input.fail === 'transient' &&
+    (input.failTimes === undefined || ctx.attempt <= input.failTimes)
+  ) {
     const of = input.failTimes === undefined ? 'every delivery' : `deliveries 1-${input.failTimes}`;
-    throw new DomainError('AgentFailed', `echo: simulated transient failure on delivery ${ctx.attempt} (fails ${of})`, {
-      retryable: true,
-    });
+    throw new DomainError(
+      'AgentFailed',
+      `echo: simulated transient failure on delivery ${ctx.attempt} (fails ${of})`,
+      {
+        retryable: true,
+      },
+    );
   }
 }

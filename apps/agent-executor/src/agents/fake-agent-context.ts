@@ -21,7 +21,10 @@ export class FakeAgentContext implements AgentContext {
   readonly tokens: string[] = [];
   readonly modelCalls: ChatMessage[][] = [];
   readonly executedSteps: string[] = [];
-  readonly checkpoints = new Map<number, { id: string; output: JsonValue; state: JsonValue | undefined }>();
+  readonly checkpoints = new Map<
+    number,
+    { id: string; output: JsonValue; state: JsonValue | undefined }
+  >();
   readonly log = createLogger({ app: 'test', level: 'silent' });
   readonly model: RunModel;
 
@@ -35,7 +38,8 @@ export class FakeAgentContext implements AgentContext {
       chat: async ({ messages, onToken }): Promise<ModelCompletion> => {
         this.modelCalls.push(messages);
         const content = answer(messages);
-        for (const token of content.split(/(?<= )/)) (onToken ?? ((t: string) => this.emitToken(t)))(token);
+        for (const token of content.split(/(?<= )/))
+          (onToken ?? ((t: string) => this.emitToken(t)))(token);
         const usage = { promptTokens: 3, completionTokens: 2, totalTokens: 5, costUsd: 0.001 };
         this.addUsage(usage);
         return { content, model: 'fake-model', usage };

@@ -22,7 +22,9 @@ const uppercase = defineTool({
 const concat = defineTool({
   name: 'concat',
   description: 'args {parts: string[], separator?}: the parts joined by separator (default "")',
-  argsSchema: z.object({ parts: z.array(z.string()).min(1), separator: z.string().default('') }).strict(),
+  argsSchema: z
+    .object({ parts: z.array(z.string()).min(1), separator: z.string().default('') })
+    .strict(),
   run: ({ parts, separator }) => parts.join(separator),
 });
 
@@ -35,7 +37,8 @@ const wordCount = defineTool({
 
 const jsonGet = defineTool({
   name: 'json_get',
-  description: 'args {json: JSON text or value, path: "a.b.0"}: the value at path, null when absent',
+  description:
+    'args {json: JSON text or value, path: "a.b.0"}: the value at path, null when absent',
   argsSchema: z.object({ json: z.json(), path: z.string() }).strict(),
   run: ({ json, path }) => {
     let value: unknown = json;
@@ -43,12 +46,20 @@ const jsonGet = defineTool({
       try {
         value = JSON.parse(json);
       } catch {
-        throw new DomainError('InvalidRequest', 'json_get: "json" is a string but not valid JSON text');
+        throw new DomainError(
+          'InvalidRequest',
+          'json_get: "json" is a string but not valid JSON text',
+        );
       }
     }
     for (const key of path === '' ? [] : path.split('.')) {
       if (Array.isArray(value) && /^\d+$/.test(key)) value = value[Number(key)];
-      else if (value !== null && typeof value === 'object' && !Array.isArray(value) && Object.hasOwn(value, key)) {
+      else if (
+        value !== null &&
+        typeof value === 'object' &&
+        !Array.isArray(value) &&
+        Object.hasOwn(value, key)
+      ) {
         value = (value as Record<string, unknown>)[key];
       } else return null;
     }
@@ -60,12 +71,16 @@ const template = defineTool({
   name: 'template',
   description: 'args {template, vars}: the template with each {{name}} replaced by vars[name]',
   argsSchema: z
-    .object({ template: z.string(), vars: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).default({}) })
+    .object({
+      template: z.string(),
+      vars: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).default({}),
+    })
     .strict(),
   run: ({ template: text, vars }) =>
     text.replace(/\{\{\s*([A-Za-z0-9_.-]+)\s*\}\}/g, (_, name: string) => {
       const value = vars[name];
-      if (value === undefined) throw new DomainError('InvalidRequest', `template: no value for {{${name}}}`);
+      if (value === undefined)
+        throw new DomainError('InvalidRequest', `template: no value for {{${name}}}`);
       return String(value);
     }),
 });
@@ -81,7 +96,9 @@ export function runPipelineTool(name: string, args: unknown): JsonValue {
   if (!tool) throw new DomainError('InvalidRequest', `unknown pipeline tool "${name}"`);
   const parsed = tool.argsSchema.safeParse(args ?? {});
   if (!parsed.success) {
-    const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
+    const issues = parsed.error.issues
+      .map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`)
+      .join('; ');
     throw new DomainError('InvalidRequest', `invalid args for tool ${name}: ${issues}`);
   }
   return tool.run(parsed.data);

@@ -22,11 +22,27 @@ describe('pipeline input', () => {
 
   it.each([
     [{ steps: [] }, /at least|>=1|too small/i],
-    [{ steps: [{ id: 'a', kind: 'llm', prompt: 'x' }, { id: 'a', kind: 'llm', prompt: 'y' }] }, /duplicate step id "a"/],
+    [
+      {
+        steps: [
+          { id: 'a', kind: 'llm', prompt: 'x' },
+          { id: 'a', kind: 'llm', prompt: 'y' },
+        ],
+      },
+      /duplicate step id "a"/,
+    ],
     [{ steps: [{ id: 'a', kind: 'llm' }] }, /needs a prompt/],
     [{ steps: [{ id: 'a', kind: 'tool' }] }, /needs a tool/],
     [{ steps: [{ id: 'a', kind: 'tool', tool: 'rm_rf', args: {} }] }, /unknown tool "rm_rf"/],
-    [{ steps: [{ id: 'a', kind: 'llm', prompt: '{{steps.b}}' }, { id: 'b', kind: 'llm', prompt: 'x' }] }, /does not name an earlier step/],
+    [
+      {
+        steps: [
+          { id: 'a', kind: 'llm', prompt: '{{steps.b}}' },
+          { id: 'b', kind: 'llm', prompt: 'x' },
+        ],
+      },
+      /does not name an earlier step/,
+    ],
     [{ steps: [{ id: 'a', kind: 'tool', tool: 'uppercase', args: { text: 5 } }] }, /string/],
     [{ steps: [{ id: 'a b', kind: 'llm', prompt: 'x' }] }, /step ids must match/],
   ])('rejects %j', (raw, message) => {
@@ -42,7 +58,12 @@ describe('pipeline run', () => {
         { id: 'ask', kind: 'llm', prompt: 'name a colour' },
         { id: 'loud', kind: 'tool', tool: 'uppercase', args: { text: '{{steps.ask}}' } },
         { id: 'count', kind: 'tool', tool: 'word_count', args: { text: '{{steps.loud}}' } },
-        { id: 'both', kind: 'tool', tool: 'concat', args: { parts: ['{{steps.count}}', '{{steps.loud}}'], separator: ' / ' } },
+        {
+          id: 'both',
+          kind: 'tool',
+          tool: 'concat',
+          args: { parts: ['{{steps.count}}', '{{steps.loud}}'], separator: ' / ' },
+        },
         { id: 'again', kind: 'llm', prompt: 'count was {{steps.count}}' },
       ],
     });
@@ -73,12 +94,17 @@ describe('pipeline run', () => {
     });
     await pipelineAgent.run(ctx, input);
     ctx.redeliver();
-    await expect(pipelineAgent.run(ctx, input)).resolves.toEqual({ steps: { one: 'call 1', two: 2 }, last: 2 });
+    await expect(pipelineAgent.run(ctx, input)).resolves.toEqual({
+      steps: { one: 'call 1', two: 2 },
+      last: 2,
+    });
     expect(calls).toBe(1);
   });
 
   it('stringifies non-string outputs and refuses unknown references', () => {
-    expect(substitute('n={{steps.a}} o={{ steps.b }}', { a: 3, b: { x: [1] } })).toBe('n=3 o={"x":[1]}');
+    expect(substitute('n={{steps.a}} o={{ steps.b }}', { a: 3, b: { x: [1] } })).toBe(
+      'n=3 o={"x":[1]}',
+    );
     const err: unknown = (() => {
       try {
         return substitute('{{steps.zzz}}', {});

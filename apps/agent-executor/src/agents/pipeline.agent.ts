@@ -22,12 +22,14 @@ export const pipelineInputSchema = z
     const seen = new Set<string>();
     input.steps.forEach((step, index) => {
       const at = (...path: (string | number)[]) => ['steps', index, ...path];
-      if (seen.has(step.id)) ctx.addIssue({ code: 'custom', path: at('id'), message: `duplicate step id "${step.id}"` });
+      if (seen.has(step.id))
+        ctx.addIssue({ code: 'custom', path: at('id'), message: `duplicate step id "${step.id}"` });
       if (step.kind === 'llm' && step.prompt === undefined) {
         ctx.addIssue({ code: 'custom', path: at('prompt'), message: 'an llm step needs a prompt' });
       }
       if (step.kind === 'tool') {
-        if (step.tool === undefined) ctx.addIssue({ code: 'custom', path: at('tool'), message: 'a tool step needs a tool' });
+        if (step.tool === undefined)
+          ctx.addIssue({ code: 'custom', path: at('tool'), message: 'a tool step needs a tool' });
         else if (!PIPELINE_TOOLS.has(step.tool)) {
           ctx.addIssue({
             code: 'custom',
@@ -38,7 +40,11 @@ export const pipelineInputSchema = z
           // Without references the args are final already: check them now rather than mid-run.
           const parsed = PIPELINE_TOOLS.get(step.tool)!.argsSchema.safeParse(step.args ?? {});
           for (const issue of parsed.error?.issues ?? []) {
-            ctx.addIssue({ code: 'custom', path: at('args', ...issue.path.map(String)), message: issue.message });
+            ctx.addIssue({
+              code: 'custom',
+              path: at('args', ...issue.path.map(String)),
+              message: issue.message,
+            });
           }
         }
       }
@@ -73,7 +79,9 @@ export const pipelineAgent = defineAgent({
       last = await ctx.step(step.id, async (): Promise<JsonValue> => {
         if (step.kind === 'llm') {
           const prompt = substitute(step.prompt ?? '', outputs);
-          const completion = await ctx.model.chat({ messages: [{ role: 'user', content: prompt }] });
+          const completion = await ctx.model.chat({
+            messages: [{ role: 'user', content: prompt }],
+          });
           return completion.content;
         }
         return runPipelineTool(step.tool ?? '', substituteDeep(step.args ?? {}, outputs));
@@ -87,14 +95,16 @@ export const pipelineAgent = defineAgent({
 function referencesIn(value: unknown): string[] {
   if (typeof value === 'string') return [...value.matchAll(REFERENCE)].map((m) => m[1] as string);
   if (Array.isArray(value)) return value.flatMap(referencesIn);
-  if (value !== null && typeof value === 'object') return Object.values(value).flatMap(referencesIn);
+  if (value !== null && typeof value === 'object')
+    return Object.values(value).flatMap(referencesIn);
   return [];
 }
 
 /** Replaces every `{{steps.<id>}}`; an id without output is a broken request, never retried. */
 export function substitute(text: string, outputs: Readonly<Record<string, JsonValue>>): string {
   return text.replace(REFERENCE, (_, id: string) => {
-    if (!Object.hasOwn(outputs, id)) throw new DomainError('InvalidRequest', `{{steps.${id}}} refers to no earlier step`);
+    if (!Object.hasOwn(outputs, id))
+      throw new DomainError('InvalidRequest', `{{steps.${id}}} refers to no earlier step`);
     const value = outputs[id];
     return typeof value === 'string' ? value : JSON.stringify(value);
   });
@@ -104,7 +114,9 @@ function substituteDeep(value: JsonValue, outputs: Readonly<Record<string, JsonV
   if (typeof value === 'string') return substitute(value, outputs);
   if (Array.isArray(value)) return value.map((v) => substituteDeep(v, outputs));
   if (value !== null && typeof value === 'object') {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, substituteDeep(v, outputs)]));
+    return Object.fromEntries(
+      Object.entries(value).map(([k, v]) => [k, substituteDeep(v, outputs)]),
+    );
   }
   return value;
 }

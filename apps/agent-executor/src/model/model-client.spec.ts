@@ -3,7 +3,12 @@ import { APIConnectionError, APIError, APIUserAbortError } from 'openai';
 import { modelError } from './model-client';
 
 const apiError = (status: number, headers: Record<string, string> = {}) =>
-  APIError.generate(status, { error: { message: `status ${status}` } }, undefined, new Headers(headers));
+  APIError.generate(
+    status,
+    { error: { message: `status ${status}` } },
+    undefined,
+    new Headers(headers),
+  );
 
 describe('modelError', () => {
   it.each([400, 401, 403, 404, 413, 422])('%i is not retryable', (status) => {

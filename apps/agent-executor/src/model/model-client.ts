@@ -52,7 +52,12 @@ export class ModelClient {
   private readonly openai: OpenAI;
 
   constructor(opts: ModelClientOptions) {
-    this.openai = new OpenAI({ baseURL: opts.baseUrl, apiKey: opts.apiKey, timeout: opts.timeoutMs, maxRetries: 0 });
+    this.openai = new OpenAI({
+      baseURL: opts.baseUrl,
+      apiKey: opts.apiKey,
+      timeout: opts.timeoutMs,
+      maxRetries: 0,
+    });
   }
 
   async streamChat(call: ModelCall): Promise<ModelCompletion> {
@@ -69,7 +74,11 @@ export class ModelClient {
           },
           {
             signal: call.signal,
-            headers: { 'x-aob-tenant-id': call.tenantId, 'x-aob-run-id': call.runId, 'x-aob-agent': call.agent },
+            headers: {
+              'x-aob-tenant-id': call.tenantId,
+              'x-aob-run-id': call.runId,
+              'x-aob-agent': call.agent,
+            },
           },
         )
         .withResponse();
@@ -99,11 +108,20 @@ export class ModelClient {
 }
 
 function toUsage(u: OpenAI.CompletionUsage & { cost_usd?: unknown }): Usage {
-  const count = (n: unknown) => (typeof n === 'number' && Number.isFinite(n) && n >= 0 ? Math.round(n) : 0);
+  const count = (n: unknown) =>
+    typeof n === 'number' && Number.isFinite(n) && n >= 0 ? Math.round(n) : 0;
   const promptTokens = count(u.prompt_tokens);
   const completionTokens = count(u.completion_tokens);
-  const costUsd = typeof u.cost_usd === 'number' && Number.isFinite(u.cost_usd) && u.cost_usd >= 0 ? u.cost_usd : 0;
-  return { promptTokens, completionTokens, totalTokens: count(u.total_tokens) || promptTokens + completionTokens, costUsd };
+  const costUsd =
+    typeof u.cost_usd === 'number' && Number.isFinite(u.cost_usd) && u.cost_usd >= 0
+      ? u.cost_usd
+      : 0;
+  return {
+    promptTokens,
+    completionTokens,
+    totalTokens: count(u.total_tokens) || promptTokens + completionTokens,
+    costUsd,
+  };
 }
 
 /**
@@ -117,13 +135,17 @@ export function modelError(err: unknown, signal?: AbortSignal): unknown {
     const status = err.status;
     const message = `model gateway answered ${status}: ${err.message}`;
     if (status >= 400 && status < 500 && !RETRYABLE_4XX.has(status)) {
-      return new DomainError(status === 401 || status === 403 ? 'Unauthorized' : 'UpstreamError', message, {
-        retryable: false,
-        details: { status },
-        cause: err,
-      });
+      return new DomainError(
+        status === 401 || status === 403 ? 'Unauthorized' : 'UpstreamError',
+        message,
+        {
+          retryable: false,
+          details: { status },
+          cause: err,
+        },
+      );
     }
-    const retryAfterMs = retryAfter(err.headers);
+    const retryAfterMs = retryAfter(err.headers as Headers | undefined);
     return new DomainError(status === 429 ? 'QuotaExceeded' : 'UpstreamError', message, {
       retryable: true,
       details: { status, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) },
@@ -131,11 +153,17 @@ export function modelError(err: unknown, signal?: AbortSignal): unknown {
     });
   }
   if (err instanceof APIConnectionError) {
-    return new DomainError('Unavailable', `model gateway unreachable: ${err.message}`, { retryable: true, cause: err });
+    return new DomainError('Unavailable', `model gateway unreachable: ${err.message}`, {
+      retryable: true,
+      cause: err,
+    });
   }
   if (err instanceof APIError) {
     // An error event inside an already-started stream carries no status: treat as transient.
-    return new DomainError('UpstreamError', `model stream failed: ${err.message}`, { retryable: true, cause: err });
+    return new DomainError('UpstreamError', `model stream failed: ${err.message}`, {
+      retryable: true,
+      cause: err,
+    });
   }
   return err;
 }
@@ -144,6 +172,7 @@ function retryAfter(headers: Headers | undefined): number | undefined {
   const value = headers?.get('retry-after-ms') ?? undefined;
   if (value !== undefined && /^\d+(\.\d+)?$/.test(value)) return Math.round(Number(value));
   const seconds = headers?.get('retry-after') ?? undefined;
-  if (seconds !== undefined && /^\d+(\.\d+)?$/.test(seconds)) return Math.round(Number(seconds) * 1000);
+  if (seconds !== undefined && /^\d+(\.\d+)?$/.test(seconds))
+    return Math.round(Number(seconds) * 1000);
   return undefined;
 }

@@ -30,11 +30,17 @@ export class CheckpointRepository {
 
   /** The run's checkpoints by step number. */
   async listForRun(tenantId: string, runId: string): Promise<Checkpoint[]> {
-    return this.ds.getRepository(Checkpoint).find({ where: { tenantId, runId }, order: { step: 'ASC' } });
+    return this.ds
+      .getRepository(Checkpoint)
+      .find({ where: { tenantId, runId }, order: { step: 'ASC' } });
   }
 
   /** The state of the thread's newest checkpoint written by another run (thread continuation). */
-  async latestThreadState(tenantId: string, threadId: string, exceptRunId: string): Promise<unknown> {
+  async latestThreadState(
+    tenantId: string,
+    threadId: string,
+    exceptRunId: string,
+  ): Promise<unknown> {
     const rows: { state: unknown }[] = await this.ds.query(
       `SELECT state FROM executor.checkpoints
         WHERE tenant_id = $1 AND thread_id = $2 AND run_id <> $3
@@ -60,11 +66,23 @@ export class CheckpointRepository {
          INSERT INTO executor.checkpoints (tenant_id, thread_id, run_id, step, step_id, state, output)
          SELECT $1, $2, $3, $4, $5, $6::jsonb, $7::jsonb FROM lease
          RETURNING checkpoint_id, created_at`,
-        [c.tenantId, c.threadId, c.runId, c.step, c.stepId, JSON.stringify(c.state ?? null), JSON.stringify(c.output ?? null), leaseOwner, leaseTtlMs],
+        [
+          c.tenantId,
+          c.threadId,
+          c.runId,
+          c.step,
+          c.stepId,
+          JSON.stringify(c.state ?? null),
+          JSON.stringify(c.output ?? null),
+          leaseOwner,
+          leaseTtlMs,
+        ],
       );
     } catch (err) {
       if ((err as { code?: string }).code === UNIQUE_VIOLATION) {
-        throw new LeaseLostError(`step ${c.step} of run ${c.runId} was checkpointed by another delivery`);
+        throw new LeaseLostError(
+          `step ${c.step} of run ${c.runId} was checkpointed by another delivery`,
+        );
       }
       throw err;
     }

@@ -1,4 +1,10 @@
-import { EVENTS, JetStreamContext, JetStreamExceptionFilter, type ExecuteRequest, type InboundEvent } from '@aob/events';
+import {
+  EVENTS,
+  JetStreamContext,
+  JetStreamExceptionFilter,
+  type ExecuteRequest,
+  type InboundEvent,
+} from '@aob/events';
 import { Controller, UseFilters } from '@nestjs/common';
 import { Ctx, EventPattern, Payload } from '@nestjs/microservices';
 import { RunExecutor } from './run-executor';
@@ -10,7 +16,10 @@ export class ExecuteRequestHandler {
   constructor(private readonly executor: RunExecutor) {}
 
   @EventPattern(EVENTS.agentExecute.type)
-  handle(@Payload() event: InboundEvent<ExecuteRequest>, @Ctx() ctx: JetStreamContext): Promise<void> {
+  handle(
+    @Payload() event: InboundEvent<ExecuteRequest>,
+    @Ctx() ctx: JetStreamContext,
+  ): Promise<void> {
     return this.executor.execute(event, ctx);
   }
 }

@@ -68,13 +68,28 @@ export class ExecutorRunRepository {
            AND r.agent = EXCLUDED.agent
            AND (r.lease_owner IS NULL OR r.lease_expires_at IS NULL OR r.lease_expires_at <= now())
        RETURNING r.started_at`,
-      [c.runId, c.tenantId, c.agent, c.threadId, c.eventId, JSON.stringify(c.input ?? null), c.attempts, c.leaseOwner, c.leaseTtlMs],
+      [
+        c.runId,
+        c.tenantId,
+        c.agent,
+        c.threadId,
+        c.eventId,
+        JSON.stringify(c.input ?? null),
+        c.attempts,
+        c.leaseOwner,
+        c.leaseTtlMs,
+      ],
     );
     if (claimed[0]) return { kind: 'claimed', startedAt: claimed[0].started_at };
 
     // Read the row without the tenant filter only to tell the cases apart; nothing of another
     // tenant's run leaves this method.
-    const rows: { tenant_id: string; agent: string; status: string; remaining_ms: number | null }[] = await this.ds.query(
+    const rows: {
+      tenant_id: string;
+      agent: string;
+      status: string;
+      remaining_ms: number | null;
+    }[] = await this.ds.query(
       `SELECT tenant_id, agent, status,
               GREATEST(0, EXTRACT(EPOCH FROM (lease_expires_at - now())) * 1000)::float8 AS remaining_ms
          FROM executor.runs WHERE run_id = $1`,
@@ -83,19 +98,28 @@ export class ExecutorRunRepository {
     const row = rows[0];
     // Deleted between the two statements (never by this app): a retry will claim it.
     if (!row) return { kind: 'busy', leaseRemainingMs: 0 };
-    if (row.tenant_id !== c.tenantId) return { kind: 'conflict', reason: `run id ${c.runId} is taken` };
+    if (row.tenant_id !== c.tenantId)
+      return { kind: 'conflict', reason: `run id ${c.runId} is taken` };
     if (TERMINAL.has(row.status)) {
       const run = await this.find(c.tenantId, c.runId);
       if (run) return { kind: 'terminal', run };
     }
     if (row.agent !== c.agent) {
-      return { kind: 'conflict', reason: `run ${c.runId} exists for agent "${row.agent}", not "${c.agent}"` };
+      return {
+        kind: 'conflict',
+        reason: `run ${c.runId} exists for agent "${row.agent}", not "${c.agent}"`,
+      };
     }
     return { kind: 'busy', leaseRemainingMs: Math.ceil(row.remaining_ms ?? 0) };
   }
 
   /** Extends the lease; false when this claim no longer holds it. */
-  async renewLease(tenantId: string, runId: string, leaseOwner: string, leaseTtlMs: number): Promise<boolean> {
+  async renewLease(
+    tenantId: string,
+    runId: string,
+    leaseOwner: string,
+    leaseTtlMs: number,
+  ): Promise<boolean> {
     const rows: unknown[] = await this.ds.query(
       `WITH renewed AS (
          UPDATE executor.runs SET lease_expires_at = now() + $4 * interval '1 millisecond', updated_at = now()
@@ -120,7 +144,12 @@ export class ExecutorRunRepository {
    * Stores the terminal outcome and its status event, if this claim still holds the lease.
    * @returns the finish time (the event's `time`), or null when the lease was lost
    */
-  async finish(tenantId: string, runId: string, leaseOwner: string, t: TerminalRecord): Promise<Date | null> {
+  async finish(
+    tenantId: string,
+    runId: string,
+    leaseOwner: string,
+    t: TerminalRecord,
+  ): Promise<Date | null> {
     const rows: { finished_at: Date }[] = await this.ds.query(
       `WITH done AS (
          UPDATE executor.runs
@@ -129,7 +158,16 @@ export class ExecutorRunRepository {
           WHERE run_id = $1 AND tenant_id = $2 AND lease_owner = $3 AND status = 'running'
           RETURNING finished_at)
        SELECT * FROM done`,
-      [runId, tenantId, leaseOwner, t.status, t.eventId, t.eventType, JSON.stringify(t.result), t.attempts],
+      [
+        runId,
+        tenantId,
+        leaseOwner,
+        t.status,
+        t.eventId,
+        t.eventType,
+        JSON.stringify(t.result),
+        t.attempts,
+      ],
     );
     return rows[0]?.finished_at ?? null;
   }
@@ -148,7 +186,18 @@ export class ExecutorRunRepository {
        VALUES ($1, $2, $3, $4, 'failed', $5, $6::jsonb, $7, $8, $9, $10::jsonb, now())
        ON CONFLICT (run_id) DO NOTHING
        RETURNING finished_at`,
-      [c.runId, c.tenantId, c.agent, c.threadId, c.eventId, JSON.stringify(c.input ?? null), c.attempts, t.eventId, t.eventType, JSON.stringify(t.result)],
+      [
+        c.runId,
+        c.tenantId,
+        c.agent,
+        c.threadId,
+        c.eventId,
+        JSON.stringify(c.input ?? null),
+        c.attempts,
+        t.eventId,
+        t.eventType,
+        JSON.stringify(t.result),
+      ],
     );
     return rows[0]?.finished_at ?? null;
   }

@@ -2,7 +2,13 @@ import { DomainError } from '@aob/errors';
 import { usageSchema, type Usage } from '@aob/events';
 import type { Checkpoint } from '@aob/persistence';
 import { z } from 'zod';
-import type { AgentContext, JsonValue, Logger, RunModel, RunOptions } from '../agents/agent-definition';
+import type {
+  AgentContext,
+  JsonValue,
+  Logger,
+  RunModel,
+  RunOptions,
+} from '../agents/agent-definition';
 import type { ModelClient } from '../model/model-client';
 import type { CheckpointRepository } from './checkpoint.repository';
 import type { ExecutorMetrics } from './executor.metrics';
@@ -10,9 +16,17 @@ import type { RunStatusPublisher, RunRef } from './run-status.publisher';
 import type { RunStreamWriter } from './run-stream-writer';
 
 /** What a checkpoint's `state` holds: the agent's own state and the run's usage up to that step. */
-const checkpointStateSchema = z.object({ agent: z.json().nullable().optional(), usage: usageSchema });
+const checkpointStateSchema = z.object({
+  agent: z.json().nullable().optional(),
+  usage: usageSchema,
+});
 
-export const ZERO_USAGE: Usage = Object.freeze({ promptTokens: 0, completionTokens: 0, totalTokens: 0, costUsd: 0 });
+export const ZERO_USAGE: Usage = Object.freeze({
+  promptTokens: 0,
+  completionTokens: 0,
+  totalTokens: 0,
+  costUsd: 0,
+});
 
 export interface RunContextDeps {
   checkpoints: CheckpointRepository;
@@ -135,7 +149,15 @@ export class RunContext implements AgentContext {
     try {
       await this.deps.status.step(
         { runId: this.runId, tenantId: this.tenantId, agent: this.agent, threadId: this.threadId },
-        { runId: this.runId, agent: this.agent, threadId: this.threadId, step: n, id, checkpointId: checkpoint.checkpointId, output },
+        {
+          runId: this.runId,
+          agent: this.agent,
+          threadId: this.threadId,
+          step: n,
+          id,
+          checkpointId: checkpoint.checkpointId,
+          output,
+        },
       );
     } catch (err) {
       // Informational event: the checkpoint is the truth, and the run's final event still comes.
@@ -148,7 +170,7 @@ export class RunContext implements AgentContext {
   private restore(saved: Checkpoint): void {
     const parsed = checkpointStateSchema.safeParse(saved.state);
     if (!parsed.success) return;
-    this.currentState = (parsed.data.agent ?? undefined) as JsonValue | undefined;
+    this.currentState = parsed.data.agent ?? undefined;
     this.totalUsage = parsed.data.usage;
   }
 
@@ -165,7 +187,10 @@ export class RunContext implements AgentContext {
       onToken: request.onToken ?? ((text) => this.emitToken(text)),
     });
     this.addUsage(completion.usage);
-    this.log.debug({ model: completion.model, deployment: completion.deployment, usage: completion.usage }, 'model call finished');
+    this.log.debug(
+      { model: completion.model, deployment: completion.deployment, usage: completion.usage },
+      'model call finished',
+    );
     return completion;
   }
 }
@@ -173,5 +198,5 @@ export class RunContext implements AgentContext {
 /** Agent state of a checkpoint (for thread continuation). */
 export function agentStateOf(state: unknown): JsonValue | undefined {
   const parsed = checkpointStateSchema.safeParse(state);
-  return parsed.success ? ((parsed.data.agent ?? undefined) as JsonValue | undefined) : undefined;
+  return parsed.success ? (parsed.data.agent ?? undefined) : undefined;
 }

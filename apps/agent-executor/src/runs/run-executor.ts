@@ -65,23 +65,41 @@ export class RunExecutor {
     const req = event.data;
     const tenantId = event.tenantId;
     if (tenantId === undefined || tenantId === '') {
-      throw this.reject(req.agent, new DomainError('InvalidEvent', `execute request ${event.id} has no tenantid extension attribute`));
+      throw this.reject(
+        req.agent,
+        new DomainError(
+          'InvalidEvent',
+          `execute request ${event.id} has no tenantid extension attribute`,
+        ),
+      );
     }
     if (!TENANT_PATTERN.test(tenantId) || tenantId === '*') {
-      throw this.reject(req.agent, new DomainError('InvalidEvent', `execute request ${event.id} has an invalid tenantid "${tenantId}"`));
+      throw this.reject(
+        req.agent,
+        new DomainError(
+          'InvalidEvent',
+          `execute request ${event.id} has an invalid tenantid "${tenantId}"`,
+        ),
+      );
     }
     const subjectAgent = delivery.natsSubject.split('.').pop();
     if (subjectAgent !== req.agent) {
       throw this.reject(
         req.agent,
-        new DomainError('InvalidRequest', `subject ${delivery.natsSubject} does not match agent "${req.agent}" of the request`),
+        new DomainError(
+          'InvalidRequest',
+          `subject ${delivery.natsSubject} does not match agent "${req.agent}" of the request`,
+        ),
       );
     }
     const runId = req.runId ?? event.id;
     if (!ID_PATTERN.test(runId)) {
       throw this.reject(
         req.agent,
-        new DomainError('InvalidRequest', `CloudEvent id "${event.id}" cannot serve as run id (${ID_PATTERN.source}); set data.runId`),
+        new DomainError(
+          'InvalidRequest',
+          `CloudEvent id "${event.id}" cannot serve as run id (${ID_PATTERN.source}); set data.runId`,
+        ),
       );
     }
     const run: RunRef = {
@@ -93,7 +111,13 @@ export class RunExecutor {
       ...(event.tracestate === undefined ? {} : { tracestate: event.tracestate }),
     };
     const attempt = delivery.deliveryCount;
-    const log = this.logger.child({ runId, tenantId, agent: req.agent, attempt, eventId: event.id });
+    const log = this.logger.child({
+      runId,
+      tenantId,
+      agent: req.agent,
+      attempt,
+      eventId: event.id,
+    });
     const stream = new RunStreamWriter(this.runStream, runId, log, this.metrics);
 
     const existing = await this.runs.find(tenantId, runId);
@@ -101,13 +125,21 @@ export class RunExecutor {
 
     const agent = this.registry.get(req.agent);
     if (!agent) {
-      const error = new DomainError('UnknownAgent', `agent "${req.agent}" is not registered with this executor`);
+      const error = new DomainError(
+        'UnknownAgent',
+        `agent "${req.agent}" is not registered with this executor`,
+      );
       return this.failUnclaimed(run, event, attempt, error, stream, log);
     }
     const parsed = agent.inputSchema.safeParse(req.input);
     if (!parsed.success) {
-      const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
-      const error = new DomainError('InvalidRequest', `invalid input for agent ${req.agent}: ${issues}`);
+      const issues = parsed.error.issues
+        .map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`)
+        .join('; ');
+      const error = new DomainError(
+        'InvalidRequest',
+        `invalid input for agent ${req.agent}: ${issues}`,
+      );
       return this.failUnclaimed(run, event, attempt, error, stream, log);
     }
 
@@ -133,10 +165,15 @@ export class RunExecutor {
         if (delivery.isLastDelivery) {
           // The holder's own message still guarantees the run finishes; dead-lettering this
           // duplicate would only put a second copy of the run in the DLQ.
-          log.warn('run is held by another delivery and this duplicate is out of deliveries; dropping the duplicate');
+          log.warn(
+            'run is held by another delivery and this duplicate is out of deliveries; dropping the duplicate',
+          );
           return;
         }
-        const retryAfterMs = Math.max(MIN_BUSY_RETRY_MS, Math.min(claim.leaseRemainingMs, this.config.EXECUTOR_LEASE_TTL_MS / 3));
+        const retryAfterMs = Math.max(
+          MIN_BUSY_RETRY_MS,
+          Math.min(claim.leaseRemainingMs, this.config.EXECUTOR_LEASE_TTL_MS / 3),
+        );
         log.info({ retryAfterMs }, 'run is held by another delivery; retrying later');
         throw new DomainError('Conflict', `run ${runId} is being executed by another delivery`, {
           retryable: true,
@@ -144,7 +181,16 @@ export class RunExecutor {
         });
       }
       case 'claimed':
-        return this.run(agent, parsed.data, { run, req, attempt, delivery, leaseOwner, startedAt: claim.startedAt, stream, log });
+        return this.run(agent, parsed.data, {
+          run,
+          req,
+          attempt,
+          delivery,
+          leaseOwner,
+          startedAt: claim.startedAt,
+          stream,
+          log,
+        });
     }
   }
 
@@ -179,20 +225,30 @@ export class RunExecutor {
     // signal covers shutdown.
     const stop = new AbortController();
     const signal = AbortSignal.any([delivery.signal, stop.signal]);
-    const renewal = setInterval(() => {
-      this.runs.renewLease(run.tenantId, run.runId, leaseOwner, ttl).then(
-        (held) => {
-          if (!held) stop.abort(new LeaseLostError(`run ${run.runId} was taken over by another delivery`));
-        },
-        (err: unknown) => log.warn({ err }, 'lease renewal failed; retrying at the next tick'),
-      );
-    }, Math.max(200, Math.floor(ttl / 3)));
+    const renewal = setInterval(
+      () => {
+        this.runs.renewLease(run.tenantId, run.runId, leaseOwner, ttl).then(
+          (held) => {
+            if (!held)
+              stop.abort(new LeaseLostError(`run ${run.runId} was taken over by another delivery`));
+          },
+          (err: unknown) => log.warn({ err }, 'lease renewal failed; retrying at the next tick'),
+        );
+      },
+      Math.max(200, Math.floor(ttl / 3)),
+    );
     const timeoutMs = c.req.options?.timeoutMs;
     const deadline =
       timeoutMs === undefined
         ? undefined
         : setTimeout(
-            () => stop.abort(new DomainError('Timeout', `run exceeded its time limit of ${timeoutMs} ms (options.timeoutMs)`)),
+            () =>
+              stop.abort(
+                new DomainError(
+                  'Timeout',
+                  `run exceeded its time limit of ${timeoutMs} ms (options.timeoutMs)`,
+                ),
+              ),
             timeoutMs,
           );
 
@@ -201,11 +257,21 @@ export class RunExecutor {
     try {
       const [done, threadState] = await Promise.all([
         this.checkpoints.listForRun(run.tenantId, run.runId),
-        run.threadId === run.runId ? undefined : this.checkpoints.latestThreadState(run.tenantId, run.threadId, run.runId),
+        run.threadId === run.runId
+          ? undefined
+          : this.checkpoints.latestThreadState(run.tenantId, run.threadId, run.runId),
       ]);
-      if (done.length > 0) log.info({ checkpoints: done.length }, 'resuming after the last checkpointed step');
+      if (done.length > 0)
+        log.info({ checkpoints: done.length }, 'resuming after the last checkpointed step');
       ctx = new RunContext(
-        { run, attempt, options: c.req.options ?? {}, signal, threadState: agentStateOf(threadState), done },
+        {
+          run,
+          attempt,
+          options: c.req.options ?? {},
+          signal,
+          threadState: agentStateOf(threadState),
+          done,
+        },
         {
           checkpoints: this.checkpoints,
           status: this.status,
@@ -222,7 +288,7 @@ export class RunExecutor {
     } catch (thrown) {
       clearInterval(renewal);
       clearTimeout(deadline);
-      const err = stop.signal.aborted ? stop.signal.reason : thrown;
+      const err: unknown = stop.signal.aborted ? stop.signal.reason : thrown;
       return this.handleFailure(err, { ...c, agentName: agent.name, claimedAt });
     }
     clearInterval(renewal);
@@ -251,12 +317,24 @@ export class RunExecutor {
     await stream.flush();
     this.count(run.agent, 'completed');
     this.metrics.duration.observe({ agent: run.agent }, (Date.now() - claimedAt) / 1000);
-    log.info({ durationMs: result.durationMs, steps: ctx.executedSteps, usage: result.usage }, 'run completed');
+    log.info(
+      { durationMs: result.durationMs, steps: ctx.executedSteps, usage: result.usage },
+      'run completed',
+    );
   }
 
   private async handleFailure(
     err: unknown,
-    c: { run: RunRef; attempt: number; delivery: Delivery; leaseOwner: string; stream: RunStreamWriter; log: Logger; agentName: string; claimedAt: number },
+    c: {
+      run: RunRef;
+      attempt: number;
+      delivery: Delivery;
+      leaseOwner: string;
+      stream: RunStreamWriter;
+      log: Logger;
+      agentName: string;
+      claimedAt: number;
+    },
   ): Promise<never> {
     const { run, attempt, delivery, leaseOwner, stream, log } = c;
     if (err instanceof LeaseLostError) throw this.leaseLost(run, log);
@@ -265,18 +343,29 @@ export class RunExecutor {
       await this.runs.releaseLease(run.tenantId, run.runId, leaseOwner).catch(() => undefined);
       this.count(run.agent, 'released');
       log.warn('released the run at shutdown');
-      throw new DomainError('Unavailable', `worker shutting down; run ${run.runId} released`, { retryable: true });
+      throw new DomainError('Unavailable', `worker shutting down; run ${run.runId} released`, {
+        retryable: true,
+      });
     }
     const error = describeError(err);
     if (error.retryable && !delivery.isLastDelivery) {
-      await this.runs.releaseLease(run.tenantId, run.runId, leaseOwner).catch((e: unknown) => log.warn({ err: e }, 'releasing the lease failed'));
+      await this.runs
+        .releaseLease(run.tenantId, run.runId, leaseOwner)
+        .catch((e: unknown) => log.warn({ err: e }, 'releasing the lease failed'));
       stream.append('status', { status: 'retrying', attempt, error });
       await stream.flush();
       this.count(run.agent, 'retried');
       log.warn({ err }, 'run failed; it will be retried');
       throw err;
     }
-    const failure: RunFailure = { runId: run.runId, agent: run.agent, threadId: run.threadId, error, attempts: attempt, deadLettered: true };
+    const failure: RunFailure = {
+      runId: run.runId,
+      agent: run.agent,
+      threadId: run.threadId,
+      error,
+      attempts: attempt,
+      deadLettered: true,
+    };
     const finishedAt = await this.runs.finish(run.tenantId, run.runId, leaseOwner, {
       status: 'failed',
       eventId: statusEventIds.failed(run.runId),
@@ -304,10 +393,30 @@ export class RunExecutor {
     log: Logger,
   ): Promise<never> {
     const error = describeError(err);
-    const failure: RunFailure = { runId: run.runId, agent: run.agent, threadId: run.threadId, error, attempts: attempt, deadLettered: true };
+    const failure: RunFailure = {
+      runId: run.runId,
+      agent: run.agent,
+      threadId: run.threadId,
+      error,
+      attempts: attempt,
+      deadLettered: true,
+    };
     const finishedAt = await this.runs.insertFailed(
-      { tenantId: run.tenantId, runId: run.runId, agent: run.agent, threadId: run.threadId, eventId: event.id, input: event.data.input, attempts: attempt },
-      { eventId: statusEventIds.failed(run.runId), eventType: EVENTS.agentFailed.type, result: failure, attempts: attempt },
+      {
+        tenantId: run.tenantId,
+        runId: run.runId,
+        agent: run.agent,
+        threadId: run.threadId,
+        eventId: event.id,
+        input: event.data.input,
+        attempts: attempt,
+      },
+      {
+        eventId: statusEventIds.failed(run.runId),
+        eventType: EVENTS.agentFailed.type,
+        result: failure,
+        attempts: attempt,
+      },
     );
     // Another request owns this run id already: terminate this one without touching that run.
     if (finishedAt) {
@@ -320,13 +429,28 @@ export class RunExecutor {
   }
 
   /** The run finished earlier: publish its stored terminal event again, run nothing. */
-  private async replay(stored: NonNullable<Awaited<ReturnType<ExecutorRunRepository['find']>>>, run: RunRef, log: Logger): Promise<void> {
-    await this.status.republish(stored, { traceparent: run.traceparent, tracestate: run.tracestate });
+  private async replay(
+    stored: NonNullable<Awaited<ReturnType<ExecutorRunRepository['find']>>>,
+    run: RunRef,
+    log: Logger,
+  ): Promise<void> {
+    await this.status.republish(stored, {
+      traceparent: run.traceparent,
+      tracestate: run.tracestate,
+    });
     this.count(run.agent, 'replayed');
-    log.info({ status: stored.status, resultEventId: stored.resultEventId }, 'run already finished; republished its terminal event');
+    log.info(
+      { status: stored.status, resultEventId: stored.resultEventId },
+      'run already finished; republished its terminal event',
+    );
   }
 
-  private async publishFailed(run: RunRef, failure: RunFailure, finishedAt: Date, log: Logger): Promise<void> {
+  private async publishFailed(
+    run: RunRef,
+    failure: RunFailure,
+    finishedAt: Date,
+    log: Logger,
+  ): Promise<void> {
     try {
       await this.status.failed(run, failure, finishedAt);
     } catch (err) {
@@ -338,7 +462,9 @@ export class RunExecutor {
   private leaseLost(run: RunRef, log: Logger): DomainError {
     this.count(run.agent, 'retried');
     log.warn('lost the lease on the run to another delivery; stopping without writing');
-    return new DomainError('Conflict', `run ${run.runId} was taken over by another delivery`, { retryable: true });
+    return new DomainError('Conflict', `run ${run.runId} was taken over by another delivery`, {
+      retryable: true,
+    });
   }
 
   private reject(agent: string, err: DomainError): DomainError {

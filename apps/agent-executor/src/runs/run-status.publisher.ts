@@ -22,7 +22,10 @@ export interface RunRef {
 }
 
 const KEY_BY_TYPE = new Map<string, EventKey>(
-  (Object.entries(EVENTS) as [EventKey, (typeof EVENTS)[EventKey]][]).map(([key, def]) => [def.type, key]),
+  (Object.entries(EVENTS) as [EventKey, (typeof EVENTS)[EventKey]][]).map(([key, def]) => [
+    def.type,
+    key,
+  ]),
 );
 
 /** Status event ids are derived from the run, so a repeated publish is stored once (Nats-Msg-Id). */
@@ -39,31 +42,68 @@ export class RunStatusPublisher {
   constructor(private readonly publisher: EventPublisher) {}
 
   async started(run: RunRef, attempt: number): Promise<void> {
-    const data: RunStarted = { runId: run.runId, agent: run.agent, threadId: run.threadId, attempt };
-    await this.publisher.publish('agentStarted', data, this.options(run, statusEventIds.started(run.runId, attempt)));
+    const data: RunStarted = {
+      runId: run.runId,
+      agent: run.agent,
+      threadId: run.threadId,
+      attempt,
+    };
+    await this.publisher.publish(
+      'agentStarted',
+      data,
+      this.options(run, statusEventIds.started(run.runId, attempt)),
+    );
   }
 
   async step(run: RunRef, data: RunStep): Promise<void> {
-    await this.publisher.publish('agentStep', data, this.options(run, statusEventIds.step(run.runId, data.step)));
+    await this.publisher.publish(
+      'agentStep',
+      data,
+      this.options(run, statusEventIds.step(run.runId, data.step)),
+    );
   }
 
   async completed(run: RunRef, result: RunResult, time: Date): Promise<void> {
-    await this.publisher.publish('agentCompleted', result, this.options(run, statusEventIds.completed(run.runId), time));
+    await this.publisher.publish(
+      'agentCompleted',
+      result,
+      this.options(run, statusEventIds.completed(run.runId), time),
+    );
   }
 
   async failed(run: RunRef, failure: RunFailure, time: Date): Promise<void> {
-    await this.publisher.publish('agentFailed', failure, this.options(run, statusEventIds.failed(run.runId), time));
+    await this.publisher.publish(
+      'agentFailed',
+      failure,
+      this.options(run, statusEventIds.failed(run.runId), time),
+    );
   }
 
   /** Publishes a finished run's stored terminal event again: same id, type, data and time. */
-  async republish(run: ExecutorRun, trace: Pick<RunRef, 'traceparent' | 'tracestate'>): Promise<void> {
+  async republish(
+    run: ExecutorRun,
+    trace: Pick<RunRef, 'traceparent' | 'tracestate'>,
+  ): Promise<void> {
     const key = run.resultType ? KEY_BY_TYPE.get(run.resultType) : undefined;
     if (!key || !run.resultEventId) {
-      throw new DomainError('Internal', `run ${run.runId} is ${run.status} but has no stored status event to publish`);
+      throw new DomainError(
+        'Internal',
+        `run ${run.runId} is ${run.status} but has no stored status event to publish`,
+      );
     }
-    const ref: RunRef = { tenantId: run.tenantId, runId: run.runId, agent: run.agent, threadId: run.threadId, ...trace };
+    const ref: RunRef = {
+      tenantId: run.tenantId,
+      runId: run.runId,
+      agent: run.agent,
+      threadId: run.threadId,
+      ...trace,
+    };
     // The stored data passed the catalog schema when it was first published.
-    await this.publisher.publish(key, run.result as never, this.options(ref, run.resultEventId, run.finishedAt ?? undefined));
+    await this.publisher.publish(
+      key,
+      run.result as never,
+      this.options(ref, run.resultEventId, run.finishedAt ?? undefined),
+    );
   }
 
   private options(run: RunRef, id: string, time?: Date) {

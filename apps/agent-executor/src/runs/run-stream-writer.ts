@@ -28,7 +28,8 @@ export class RunStreamWriter {
         (err: unknown) => {
           this.metrics.streamWriteErrors.inc();
           // One line per run is enough: a dead Redis would otherwise log every token.
-          if (this.failures++ === 0) this.log.warn({ err, event }, 'run stream append failed; the run carries on');
+          if (this.failures++ === 0)
+            this.log.warn({ err, event }, 'run stream append failed; the run carries on');
         },
       ),
     );
@@ -37,7 +38,10 @@ export class RunStreamWriter {
   /** Waits for the appends so far (bounded by FLUSH_LIMIT_MS). */
   async flush(): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([this.tail, new Promise<void>((resolve) => (timer = setTimeout(resolve, FLUSH_LIMIT_MS)))]);
+    await Promise.race([
+      this.tail,
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, FLUSH_LIMIT_MS))),
+    ]);
     clearTimeout(timer);
   }
 }

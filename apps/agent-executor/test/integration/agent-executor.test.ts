@@ -39,15 +39,23 @@ describe('agent-executor (private nats-server, fresh database, local Redis)', ()
   });
 
   it('registers the built-in agents with their JSON Schemas in executor.agents', async () => {
-    const { rows } = await f.pg.query('SELECT name, input_schema FROM executor.agents ORDER BY name');
+    const { rows } = await f.pg.query(
+      'SELECT name, input_schema FROM executor.agents ORDER BY name',
+    );
     expect(rows.map((r) => r.name)).toEqual(['chat', 'echo', 'pipeline']);
     const echo = rows.find((r) => r.name === 'echo');
-    expect(echo.input_schema).toMatchObject({ type: 'object', properties: { delayMs: { type: 'integer' } } });
+    expect(echo.input_schema).toMatchObject({
+      type: 'object',
+      properties: { delayMs: { type: 'integer' } },
+    });
   });
 
   it.each(['binary', 'structured'] as const)('completes a %s-mode echo request', async (mode) => {
     const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
-    const runId = await f.publishExecute({ agent: 'echo', input: { message: `hello ${mode}` } }, { mode, traceparent });
+    const runId = await f.publishExecute(
+      { agent: 'echo', input: { message: `hello ${mode}` } },
+      { mode, traceparent },
+    );
     const done = await f.terminalEvent(runId);
     expect(done).toMatchObject({
       id: `${runId}.completed`,
@@ -95,19 +103,52 @@ describe('agent-executor (private nats-server, fresh database, local Redis)', ()
     expect(events.filter((e) => e.type === STEP)).toHaveLength(1);
     expect(events.filter((e) => e.type === COMPLETED)).toHaveLength(1);
     expect((await f.checkpoints(id)).length).toBe(1);
-    expect((await f.redisEntries(id)).filter((e) => e.event === 'completed')).toHaveLength(1);
+    // Status event ids repeat per attempt (JetStream would drop a second started.1): the run
+    // stream shows how often the run really started.
+    const entries = await f.redisEntries(id);
+    expect(entries.filter((e) => e.event === 'status').map((e) => e.data)).toEqual([
+      { status: 'running', attempt: 1 },
+    ]);
+    expect(entries.filter((e) => e.event === 'completed')).toHaveLength(1);
+  });
+
+  it('calls the model once for a chat request published three times', async () => {
+    const runId = `chat-${randomUUID()}`;
+    const original = model.reply;
+    model.reply = (call) => ({ ...original(call), delayMs: 300 });
+    try {
+      const data = { agent: 'chat', runId, input: { prompt: 'just once please' } };
+      const id = randomUUID();
+      for (let i = 0; i < 3; i++) await f.publishExecute(data, { id, msgId: `${id}-${i}` });
+      await f.terminalEvent(runId);
+      await waitFor(() => f.consumerIdle(), { timeoutMs: 20_000, what: 'the copies to settle' });
+    } finally {
+      model.reply = original;
+    }
+    expect(model.calls.filter((c) => c.headers['x-aob-run-id'] === runId)).toHaveLength(1);
   });
 
   it('streams chat tokens to Redis and calls the model gateway as the service principal', async () => {
     const runId = `chat-${randomUUID()}`;
-    await f.publishExecute({ agent: 'chat', runId, input: { prompt: 'what is a checkpoint?', system: 'be short' } });
+    await f.publishExecute({
+      agent: 'chat',
+      runId,
+      input: { prompt: 'what is a checkpoint?', system: 'be short' },
+    });
     const done = await f.terminalEvent(runId);
     expect(done.type).toBe(COMPLETED);
     const output = done.data.output as { content: string; model: string };
     expect(output).toEqual({ content: 'You said: what is a checkpoint?', model: 'sim-small' });
-    expect(done.data.usage).toEqual({ promptTokens: 6, completionTokens: 5, totalTokens: 11, costUsd: 0.00042 });
+    expect(done.data.usage).toEqual({
+      promptTokens: 6,
+      completionTokens: 6,
+      totalTokens: 12,
+      costUsd: 0.00042,
+    });
 
-    const tokens = (await f.redisEntries(runId)).filter((e) => e.event === 'token').map((e) => (e.data as { text: string }).text);
+    const tokens = (await f.redisEntries(runId))
+      .filter((e) => e.event === 'token')
+      .map((e) => (e.data as { text: string }).text);
     expect(tokens.length).toBeGreaterThan(1);
     expect(tokens.join('')).toBe(output.content);
 
@@ -130,7 +171,12 @@ describe('agent-executor (private nats-server, fresh database, local Redis)', ()
 
   it('answers a republished completed run with the same completed event, without a second model call', async () => {
     const runId = `chat-${randomUUID()}`;
-    const data = { agent: 'chat', runId, input: { prompt: 'only once' }, options: { model: 'local-fast', maxTokens: 50 } };
+    const data = {
+      agent: 'chat',
+      runId,
+      input: { prompt: 'only once' },
+      options: { model: 'local-fast', maxTokens: 50 },
+    };
     const eventId = await f.publishExecute(data);
     const first = await f.terminalEvent(runId);
     const callsBefore = model.calls.filter((c) => c.headers['x-aob-run-id'] === runId);
@@ -158,7 +204,12 @@ describe('agent-executor (private nats-server, fresh database, local Redis)', ()
     await f.publishExecute({ agent: 'chat', runId: first, input: { prompt: 'my name is Ada' } });
     await f.terminalEvent(first);
     const second = `chat-${randomUUID()}`;
-    await f.publishExecute({ agent: 'chat', runId: second, threadId: first, input: { prompt: 'what is my name?' } });
+    await f.publishExecute({
+      agent: 'chat',
+      runId: second,
+      threadId: first,
+      input: { prompt: 'what is my name?' },
+    });
     const done = await f.terminalEvent(second);
     expect(done.data.threadId).toBe(first);
     const call = model.calls.find((c) => c.headers['x-aob-run-id'] === second);
@@ -170,7 +221,10 @@ describe('agent-executor (private nats-server, fresh database, local Redis)', ()
   });
 
   it('checkpoints every step of a 3-step echo', async () => {
-    const runId = await f.publishExecute({ agent: 'echo', input: { message: 'steps', steps: 3, delayMs: 20 } });
+    const runId = await f.publishExecute({
+      agent: 'echo',
+      input: { message: 'steps', steps: 3, delayMs: 20 },
+    });
     expect((await f.terminalEvent(runId)).type).toBe(COMPLETED);
     const checkpoints = await f.checkpoints(runId);
     expect(checkpoints.map((c) => [c.step, c.step_id])).toEqual([
@@ -207,18 +261,36 @@ describe('agent-executor (private nats-server, fresh database, local Redis)', ()
       last: 'You said: review: YOU SAID: WRITE ONE LINE',
     });
     expect((done.data.usage as { costUsd: number }).costUsd).toBeCloseTo(0.00084, 9);
-    expect((await f.checkpoints(runId)).map((c) => c.step_id)).toEqual(['draft', 'shout', 'review']);
+    expect((await f.checkpoints(runId)).map((c) => c.step_id)).toEqual([
+      'draft',
+      'shout',
+      'review',
+    ]);
   });
 
   it('retries a transient failure and completes on delivery 3 with attempts 3', async () => {
-    const runId = await f.publishExecute({ agent: 'echo', input: { message: 'flaky', fail: 'transient', failTimes: 2 } });
+    const runId = await f.publishExecute({
+      agent: 'echo',
+      input: { message: 'flaky', fail: 'transient', failTimes: 2 },
+    });
     const done = await f.terminalEvent(runId);
-    expect(done).toMatchObject({ type: COMPLETED, data: { attempts: 3, output: { echo: 'flaky' } } });
+    expect(done).toMatchObject({
+      type: COMPLETED,
+      data: { attempts: 3, output: { echo: 'flaky' } },
+    });
     expect(await f.runRow(runId)).toMatchObject({ status: 'completed', attempts: 3 });
     const started = (await f.statusEvents(runId)).filter((e) => e.type === STARTED);
     expect(started.map((e) => e.data.attempt)).toEqual([1, 2, 3]);
-    const statuses = (await f.redisEntries(runId)).filter((e) => e.event === 'status').map((e) => e.data as { status: string; attempt: number });
-    expect(statuses.map((s) => `${s.status}:${s.attempt}`)).toEqual(['running:1', 'retrying:1', 'running:2', 'retrying:2', 'running:3']);
+    const statuses = (await f.redisEntries(runId))
+      .filter((e) => e.event === 'status')
+      .map((e) => e.data as { status: string; attempt: number });
+    expect(statuses.map((s) => `${s.status}:${s.attempt}`)).toEqual([
+      'running:1',
+      'retrying:1',
+      'running:2',
+      'retrying:2',
+      'running:3',
+    ]);
   });
 
   it('fails a permanent failure at once: attempts 1, dead-lettered, terminated with its reason', async () => {
@@ -232,11 +304,21 @@ describe('agent-executor (private nats-server, fresh database, local Redis)', ()
         agent: 'echo',
         attempts: 1,
         deadLettered: true,
-        error: { code: 'AgentFailed', retryable: false, message: 'echo: simulated permanent failure' },
+        error: {
+          code: 'AgentFailed',
+          retryable: false,
+          message: 'echo: simulated permanent failure',
+        },
       },
     });
-    expect(await f.runRow(runId)).toMatchObject({ status: 'failed', attempts: 1, result_event_id: `${runId}.failed` });
-    await waitFor(async () => (await f.termination(runId)) !== undefined, { what: 'the termination record' });
+    expect(await f.runRow(runId)).toMatchObject({
+      status: 'failed',
+      attempts: 1,
+      result_event_id: `${runId}.failed`,
+    });
+    await waitFor(async () => (await f.termination(runId)) !== undefined, {
+      what: 'the termination record',
+    });
     expect(await f.termination(runId)).toMatchObject({
       stream: 'AGENT_EXECUTION',
       consumer: 'agent-executor-workers',
@@ -245,40 +327,72 @@ describe('agent-executor (private nats-server, fresh database, local Redis)', ()
       code: 'AgentFailed',
       deliveries: 1,
     });
-    expect((await f.redisEntries(runId)).at(-1)).toMatchObject({ event: 'failed', data: failed.data });
+    expect((await f.redisEntries(runId)).at(-1)).toMatchObject({
+      event: 'failed',
+      data: failed.data,
+    });
   });
 
   it('dead-letters a transient failure after the last delivery with failed attempts = max_deliver', async () => {
     const runId = await f.publishExecute({ agent: 'echo', input: { fail: 'transient' } });
     const failed = await f.terminalEvent(runId);
-    expect(failed.data).toMatchObject({ attempts: 5, deadLettered: true, error: { code: 'AgentFailed', retryable: true } });
-    await waitFor(async () => (await f.termination(runId)) !== undefined, { what: 'the termination record' });
+    expect(failed.data).toMatchObject({
+      attempts: 5,
+      deadLettered: true,
+      error: { code: 'AgentFailed', retryable: true },
+    });
+    await waitFor(async () => (await f.termination(runId)) !== undefined, {
+      what: 'the termination record',
+    });
     expect(await f.termination(runId)).toMatchObject({ deliveries: 5 });
   });
 
   it('terminates poison messages at once with a recorded reason while a valid one completes', async () => {
     const garbageSubject = 'agent.execute.echo';
-    await f.js.publish(garbageSubject, new TextEncoder().encode('this is not a CloudEvent'), { msgID: randomUUID() });
+    await f.js.publish(garbageSubject, new TextEncoder().encode('this is not a CloudEvent'), {
+      msgID: randomUUID(),
+    });
     const unknownAgent = await f.publishExecute({ agent: 'nobody', input: {} });
     const invalidInput = await f.publishExecute({ agent: 'echo', input: { delayMs: 'soon' } });
     const noTenant = await f.publishExecute({ agent: 'echo', input: {} }, { tenantId: null });
-    const wrongSubject = await f.publishExecute({ agent: 'echo', input: {} }, { subject: 'agent.execute.chat' });
+    const wrongSubject = await f.publishExecute(
+      { agent: 'echo', input: {} },
+      { subject: 'agent.execute.chat' },
+    );
     const valid = await f.publishExecute({ agent: 'echo', input: { message: 'still fine' } });
 
     expect((await f.terminalEvent(valid)).type).toBe(COMPLETED);
     await waitFor(
       async () => {
-        const all = await Promise.all([unknownAgent, invalidInput, noTenant, wrongSubject].map((id) => f.termination(id)));
+        const all = await Promise.all(
+          [unknownAgent, invalidInput, noTenant, wrongSubject].map((id) => f.termination(id)),
+        );
         return all.every((t) => t !== undefined);
       },
       { what: 'termination records of the poison messages' },
     );
-    expect(await f.termination(unknownAgent)).toMatchObject({ code: 'UnknownAgent', deliveries: 1, subject: 'agent.execute.nobody' });
-    expect(await f.termination(invalidInput)).toMatchObject({ code: 'InvalidRequest', deliveries: 1 });
+    expect(await f.termination(unknownAgent)).toMatchObject({
+      code: 'UnknownAgent',
+      deliveries: 1,
+      subject: 'agent.execute.nobody',
+    });
+    expect(await f.termination(invalidInput)).toMatchObject({
+      code: 'InvalidRequest',
+      deliveries: 1,
+    });
     expect(String((await f.termination(invalidInput))?.reason)).toMatch(/delayMs/);
-    expect(await f.termination(noTenant)).toMatchObject({ code: 'InvalidEvent', deliveries: 1, tenant_id: null });
-    expect(await f.termination(wrongSubject)).toMatchObject({ code: 'InvalidRequest', deliveries: 1 });
-    const garbage = (await f.terminationsBySubject(garbageSubject)).filter((t) => t.event_id === null);
+    expect(await f.termination(noTenant)).toMatchObject({
+      code: 'InvalidEvent',
+      deliveries: 1,
+      tenant_id: null,
+    });
+    expect(await f.termination(wrongSubject)).toMatchObject({
+      code: 'InvalidRequest',
+      deliveries: 1,
+    });
+    const garbage = (await f.terminationsBySubject(garbageSubject)).filter(
+      (t) => t.event_id === null,
+    );
     expect(garbage).toHaveLength(1);
     expect(garbage[0]).toMatchObject({ code: 'InvalidEvent', deliveries: 1 });
 
@@ -287,17 +401,30 @@ describe('agent-executor (private nats-server, fresh database, local Redis)', ()
       type: FAILED,
       data: { error: { code: 'UnknownAgent', retryable: false }, attempts: 1, deadLettered: true },
     });
-    expect((await f.terminalEvent(invalidInput)).data).toMatchObject({ error: { code: 'InvalidRequest' } });
+    expect((await f.terminalEvent(invalidInput)).data).toMatchObject({
+      error: { code: 'InvalidRequest' },
+    });
     await waitFor(() => f.consumerIdle(), { what: 'nothing left to redeliver' });
   });
 
   it("never lets a tenant touch another tenant's run", async () => {
     const runId = `shared-${randomUUID()}`;
-    await f.publishExecute({ agent: 'echo', runId, input: { message: 'mine' } }, { tenantId: 'tenant-a' });
+    await f.publishExecute(
+      { agent: 'echo', runId, input: { message: 'mine' } },
+      { tenantId: 'tenant-a' },
+    );
     await f.terminalEvent(runId);
-    const intruder = await f.publishExecute({ agent: 'echo', runId, input: { message: 'yours?' } }, { tenantId: 'tenant-b' });
-    await waitFor(async () => (await f.termination(intruder)) !== undefined, { what: 'the intruder to be terminated' });
-    expect(await f.termination(intruder)).toMatchObject({ code: 'InvalidRequest', tenant_id: 'tenant-b' });
+    const intruder = await f.publishExecute(
+      { agent: 'echo', runId, input: { message: 'yours?' } },
+      { tenantId: 'tenant-b' },
+    );
+    await waitFor(async () => (await f.termination(intruder)) !== undefined, {
+      what: 'the intruder to be terminated',
+    });
+    expect(await f.termination(intruder)).toMatchObject({
+      code: 'InvalidRequest',
+      tenant_id: 'tenant-b',
+    });
     expect(await f.runRow(runId)).toMatchObject({ tenant_id: 'tenant-a', status: 'completed' });
     expect((await f.statusEvents(runId)).every((e) => e.tenantid === 'tenant-a')).toBe(true);
   });
@@ -305,11 +432,15 @@ describe('agent-executor (private nats-server, fresh database, local Redis)', ()
   it('fails a chat run whose model call is refused (4xx) without retrying', async () => {
     const runId = `chat-${randomUUID()}`;
     const original = model.reply;
-    model.reply = (call) => (call.headers['x-aob-run-id'] === runId ? { tokens: [], status: 400 } : original(call));
+    model.reply = (call) =>
+      call.headers['x-aob-run-id'] === runId ? { tokens: [], status: 400 } : original(call);
     try {
       await f.publishExecute({ agent: 'chat', runId, input: { prompt: 'bad request' } });
       const failed = await f.terminalEvent(runId);
-      expect(failed.data).toMatchObject({ attempts: 1, error: { code: 'UpstreamError', retryable: false } });
+      expect(failed.data).toMatchObject({
+        attempts: 1,
+        error: { code: 'UpstreamError', retryable: false },
+      });
     } finally {
       model.reply = original;
     }
@@ -319,11 +450,17 @@ describe('agent-executor (private nats-server, fresh database, local Redis)', ()
     const runId = `chat-${randomUUID()}`;
     const original = model.reply;
     let failures = 0;
-    model.reply = (call) => (call.headers['x-aob-run-id'] === runId && failures++ < 1 ? { tokens: [], status: 503 } : original(call));
+    model.reply = (call) =>
+      call.headers['x-aob-run-id'] === runId && failures++ < 1
+        ? { tokens: [], status: 503 }
+        : original(call);
     try {
       await f.publishExecute({ agent: 'chat', runId, input: { prompt: 'second time lucky' } });
       const done = await f.terminalEvent(runId);
-      expect(done.data).toMatchObject({ attempts: 2, output: { content: 'You said: second time lucky' } });
+      expect(done.data).toMatchObject({
+        attempts: 2,
+        output: { content: 'You said: second time lucky' },
+      });
     } finally {
       model.reply = original;
     }

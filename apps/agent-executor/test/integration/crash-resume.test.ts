@@ -21,7 +21,8 @@ async function startProcess(env: Record<string, string>): Promise<ChildProcess> 
   child.stderr?.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-4_000)));
   await waitFor(
     async () => {
-      if (child.exitCode !== null) throw new Error(`executor exited with ${child.exitCode}: ${stderr}`);
+      if (child.exitCode !== null)
+        throw new Error(`executor exited with ${child.exitCode}: ${stderr}`);
       return (await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200;
     },
     { timeoutMs: 30_000, what: 'the executor process to be ready' },
@@ -45,10 +46,14 @@ describe('agent-executor crash and resume (child process, SIGKILL)', () => {
 
   beforeAll(async () => {
     // The child runs the built app; turbo rebuilds it and its libs only when sources changed.
-    execFileSync('npx', ['turbo', 'run', 'build', '--filter=@aob/agent-executor...', '--output-logs=errors-only'], {
-      cwd: ROOT,
-      stdio: 'inherit',
-    });
+    execFileSync(
+      'npx',
+      ['turbo', 'run', 'build', '--filter=@aob/agent-executor...', '--output-logs=errors-only'],
+      {
+        cwd: ROOT,
+        stdio: 'inherit',
+      },
+    );
     if (!existsSync(MAIN)) throw new Error(`${MAIN} missing after the build`);
     f = await ExecutorFixture.create();
   });
@@ -63,8 +68,15 @@ describe('agent-executor crash and resume (child process, SIGKILL)', () => {
     const first = await startProcess(env);
     children.push(first);
 
-    const runId = await f.publishExecute({ agent: 'echo', input: { message: 'survivor', steps: 4, delayMs: 400 } });
-    await waitFor(async () => (await f.checkpoints(runId)).length >= 2, { timeoutMs: 20_000, intervalMs: 10, what: 'step 2 checkpoint' });
+    const runId = await f.publishExecute({
+      agent: 'echo',
+      input: { message: 'survivor', steps: 4, delayMs: 400 },
+    });
+    await waitFor(async () => (await f.checkpoints(runId)).length >= 2, {
+      timeoutMs: 20_000,
+      intervalMs: 10,
+      what: 'step 2 checkpoint',
+    });
     await kill(first);
     const killedAt = new Date();
     const beforeCrash = await f.checkpoints(runId);
@@ -74,7 +86,10 @@ describe('agent-executor crash and resume (child process, SIGKILL)', () => {
     children.push(second);
     // Redelivery comes after the consumer's ack_wait (30 s in the catalog) since the last heartbeat.
     const done = await f.terminalEvent(runId, 60_000);
-    expect(done).toMatchObject({ type: 'aob.agent.completed.v1', data: { output: { echo: 'survivor' }, attempts: 2 } });
+    expect(done).toMatchObject({
+      type: 'aob.agent.completed.v1',
+      data: { output: { echo: 'survivor' }, attempts: 2 },
+    });
 
     const checkpoints = await f.checkpoints(runId);
     expect(checkpoints.map((c) => [c.step, c.step_id])).toEqual([
@@ -84,14 +99,22 @@ describe('agent-executor crash and resume (child process, SIGKILL)', () => {
       [4, 'step-4'],
     ]);
     // Steps 1 and 2 are the rows written before the crash; 3 and 4 came after the restart.
-    expect(checkpoints.slice(0, 2).map((c) => c.created_at.getTime())).toEqual(beforeCrash.map((c) => c.created_at.getTime()));
-    expect(checkpoints.slice(2).every((c) => c.created_at.getTime() > killedAt.getTime())).toBe(true);
+    expect(checkpoints.slice(0, 2).map((c) => c.created_at.getTime())).toEqual(
+      beforeCrash.map((c) => c.created_at.getTime()),
+    );
+    expect(checkpoints.slice(2).every((c) => c.created_at.getTime() > killedAt.getTime())).toBe(
+      true,
+    );
 
     const events = await f.statusEvents(runId);
     const stepEvents = events.filter((e) => e.type === 'aob.agent.step.v1').map((e) => e.data.step);
     expect(stepEvents).toEqual([1, 2, 3, 4]);
-    expect(events.filter((e) => e.type === 'aob.agent.started.v1').map((e) => e.data.attempt)).toEqual([1, 2]);
-    const redisSteps = (await f.redisEntries(runId)).filter((e) => e.event === 'step').map((e) => (e.data as { step: number }).step);
+    expect(
+      events.filter((e) => e.type === 'aob.agent.started.v1').map((e) => e.data.attempt),
+    ).toEqual([1, 2]);
+    const redisSteps = (await f.redisEntries(runId))
+      .filter((e) => e.event === 'step')
+      .map((e) => (e.data as { step: number }).step);
     expect(redisSteps).toEqual([1, 2, 3, 4]);
     expect(await f.runRow(runId)).toMatchObject({ status: 'completed', attempts: 2 });
   });

@@ -8,8 +8,21 @@ import {
   type ExecuteRequest,
   type RunStreamEntry,
 } from '@aob/events';
-import { createTestDatabase, startNatsServer, testRedisUrl, uniqueKeyPrefix, waitFor, type TestDatabase, type TestNatsServer } from '@aob/testing';
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import {
+  createTestDatabase,
+  startNatsServer,
+  testRedisUrl,
+  uniqueKeyPrefix,
+  waitFor,
+  type TestDatabase,
+  type TestNatsServer,
+} from '@aob/testing';
+import {
+  jetstream,
+  jetstreamManager,
+  type JetStreamClient,
+  type JetStreamManager,
+} from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
 import type { INestApplication } from '@nestjs/common';
 import { CloudEvent } from 'cloudevents';
@@ -141,7 +154,9 @@ export class ExecutorFixture {
         data: ce.data as Record<string, unknown>,
       });
     }
-    return runId === undefined ? [...this.statusCache] : this.statusCache.filter((e) => e.subject === runId);
+    return runId === undefined
+      ? [...this.statusCache]
+      : this.statusCache.filter((e) => e.subject === runId);
   }
 
   /** Waits for the run's completed or failed event on AGENT_STATUS. */
@@ -149,7 +164,9 @@ export class ExecutorFixture {
     let found: StatusEvent | undefined;
     await waitFor(
       async () => {
-        found = (await this.statusEvents(runId)).find((e) => e.type === 'aob.agent.completed.v1' || e.type === 'aob.agent.failed.v1');
+        found = (await this.statusEvents(runId)).find(
+          (e) => e.type === 'aob.agent.completed.v1' || e.type === 'aob.agent.failed.v1',
+        );
         return found !== undefined;
       },
       { timeoutMs, what: `a terminal status event of run ${runId}` },
@@ -162,18 +179,30 @@ export class ExecutorFixture {
     return rows[0];
   }
 
-  async checkpoints(runId: string): Promise<{ step: number; step_id: string; output: unknown; state: unknown; created_at: Date }[]> {
-    const { rows } = await this.pg.query('SELECT * FROM executor.checkpoints WHERE run_id = $1 ORDER BY step', [runId]);
+  async checkpoints(
+    runId: string,
+  ): Promise<
+    { step: number; step_id: string; output: unknown; state: unknown; created_at: Date }[]
+  > {
+    const { rows } = await this.pg.query(
+      'SELECT * FROM executor.checkpoints WHERE run_id = $1 ORDER BY step',
+      [runId],
+    );
     return rows;
   }
 
   async termination(eventId: string): Promise<Record<string, unknown> | undefined> {
-    const { rows } = await this.pg.query('SELECT * FROM dlq.terminations WHERE event_id = $1', [eventId]);
+    const { rows } = await this.pg.query('SELECT * FROM dlq.terminations WHERE event_id = $1', [
+      eventId,
+    ]);
     return rows[0];
   }
 
   async terminationsBySubject(subject: string): Promise<Record<string, unknown>[]> {
-    const { rows } = await this.pg.query('SELECT * FROM dlq.terminations WHERE subject = $1 ORDER BY stream_seq', [subject]);
+    const { rows } = await this.pg.query(
+      'SELECT * FROM dlq.terminations WHERE subject = $1 ORDER BY stream_seq',
+      [subject],
+    );
     return rows;
   }
 

@@ -1,4 +1,9 @@
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import {
+  createServer,
+  type IncomingHttpHeaders,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 export interface RecordedCall {
@@ -17,6 +22,8 @@ export interface FakeReply {
   tokens: string[];
   /** HTTP status instead of a stream (an OpenAI-shaped error body). */
   status?: number;
+  /** Wait this long before answering. */
+  delayMs?: number;
 }
 
 /**
@@ -42,38 +49,67 @@ export class FakeModelGateway {
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
         if (req.method !== 'POST' || req.url !== '/v1/chat/completions') {
-          res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { message: 'not found', type: 'invalid_request_error', code: null } }));
+          res.writeHead(404, { 'content-type': 'application/json' }).end(
+            JSON.stringify({
+              error: { message: 'not found', type: 'invalid_request_error', code: null },
+            }),
+          );
           return;
         }
-        const call: RecordedCall = { headers: req.headers, body: JSON.parse(Buffer.concat(chunks).toString('utf8')) };
+        const call: RecordedCall = {
+          headers: req.headers,
+          body: JSON.parse(Buffer.concat(chunks).toString('utf8')),
+        };
         this.calls.push(call);
         const reply = this.reply(call);
-        if (reply.status !== undefined) {
-          res
-            .writeHead(reply.status, { 'content-type': 'application/json' })
-            .end(JSON.stringify({ error: { message: `fake failure ${reply.status}`, type: 'server_error', code: null } }));
-          return;
-        }
-        const id = `chatcmpl-fake${this.calls.length}`;
-        const base = { id, object: 'chat.completion.chunk', created: Math.floor(Date.now() / 1000), model: 'sim-small' };
-        res.writeHead(200, { 'content-type': 'text/event-stream', 'x-aob-deployment': 'local-fast' });
-        const send = (payload: unknown) => res.write(`data: ${JSON.stringify(payload)}\n\n`);
-        send({ ...base, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }] });
-        for (const token of reply.tokens) send({ ...base, choices: [{ index: 0, delta: { content: token }, finish_reason: null }] });
-        send({ ...base, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] });
-        const prompt = call.body.messages.reduce((n, m) => n + m.content.split(/\s+/).length, 0);
-        send({
-          ...base,
-          choices: [],
-          usage: { prompt_tokens: prompt, completion_tokens: reply.tokens.length, total_tokens: prompt + reply.tokens.length, cost_usd: 0.00042 },
-        });
-        res.end('data: [DONE]\n\n');
+        setTimeout(() => this.answer(res, call, reply), reply.delayMs ?? 0);
       });
     });
     await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
   }
 
+  private answer(res: ServerResponse, call: RecordedCall, reply: FakeReply): void {
+    if (reply.status !== undefined) {
+      res.writeHead(reply.status, { 'content-type': 'application/json' }).end(
+        JSON.stringify({
+          error: { message: `fake failure ${reply.status}`, type: 'server_error', code: null },
+        }),
+      );
+      return;
+    }
+    const id = `chatcmpl-fake${this.calls.length}`;
+    const base = {
+      id,
+      object: 'chat.completion.chunk',
+      created: Math.floor(Date.now() / 1000),
+      model: 'sim-small',
+    };
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'x-aob-deployment': 'local-fast' });
+    const send = (payload: unknown) => res.write(`data: ${JSON.stringify(payload)}\n\n`);
+    send({
+      ...base,
+      choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }],
+    });
+    for (const token of reply.tokens)
+      send({ ...base, choices: [{ index: 0, delta: { content: token }, finish_reason: null }] });
+    send({ ...base, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] });
+    const prompt = call.body.messages.reduce((n, m) => n + m.content.split(/\s+/).length, 0);
+    send({
+      ...base,
+      choices: [],
+      usage: {
+        prompt_tokens: prompt,
+        completion_tokens: reply.tokens.length,
+        total_tokens: prompt + reply.tokens.length,
+        cost_usd: 0.00042,
+      },
+    });
+    res.end('data: [DONE]\n\n');
+  }
+
   async stop(): Promise<void> {
-    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    await new Promise<void>((resolve) =>
+      this.server ? this.server.close(() => resolve()) : resolve(),
+    );
   }
 }

@@ -22,7 +22,11 @@ const echoSchema = z.toJSONSchema(
   { io: 'input' },
 ) as Record<string, unknown>;
 
-const agent = (name: string, inputSchema: Record<string, unknown> = echoSchema, version = '1'): AgentInfo => ({
+const agent = (
+  name: string,
+  inputSchema: Record<string, unknown> = echoSchema,
+  version = '1',
+): AgentInfo => ({
   name,
   description: `${name} agent`,
   version,
@@ -34,17 +38,25 @@ const config = { AGENTS_CACHE_MS: 60_000 } as GatewayConfig;
 
 describe('AgentRegistry', () => {
   it('validates input against the JSON Schema the executor registered', async () => {
-    const registry = new AgentRegistry(new FakeAgentRepository([agent('echo')]) as unknown as AgentRepository, config);
+    const registry = new AgentRegistry(
+      new FakeAgentRepository([agent('echo')]) as unknown as AgentRepository,
+      config,
+    );
     const echo = await registry.find('echo');
     expect(echo).toBeDefined();
     expect(registry.validateInput(echo!, { message: { any: ['json'] }, delayMs: 5 })).toEqual([]);
     const errors = registry.validateInput(echo!, { delayMs: -1, fail: 'sometimes' });
     expect(errors.map((e) => e.path).sort()).toEqual(['input.delayMs', 'input.fail']);
-    expect(registry.validateInput(echo!, 'not an object')).toEqual([{ path: 'input', message: 'must be object' }]);
+    expect(registry.validateInput(echo!, 'not an object')).toEqual([
+      { path: 'input', message: 'must be object' },
+    ]);
   });
 
   it('caches the list and re-reads on an unknown name at most once a second', async () => {
-    jest.useFakeTimers({ now: new Date('2025-11-22T00:00:00Z'), doNotFake: ['nextTick', 'setImmediate', 'queueMicrotask'] });
+    jest.useFakeTimers({
+      now: new Date('2025-11-22T00:00:00Z'),
+      doNotFake: ['nextTick', 'setImmediate', 'queueMicrotask'],
+    });
     const repo = new FakeAgentRepository([agent('echo')]);
     const registry = new AgentRegistry(repo as unknown as AgentRepository, config);
     await registry.list();
@@ -65,13 +77,19 @@ describe('AgentRegistry', () => {
 
   it('accepts input when the registered schema does not compile (the executor validates again)', async () => {
     const broken = agent('broken', { type: 'object', properties: { a: { $ref: '#/nowhere' } } });
-    const registry = new AgentRegistry(new FakeAgentRepository([broken]) as unknown as AgentRepository, config);
+    const registry = new AgentRegistry(
+      new FakeAgentRepository([broken]) as unknown as AgentRepository,
+      config,
+    );
     expect(registry.validateInput((await registry.find('broken'))!, { a: 1 })).toEqual([]);
   });
 
   it('recompiles when the agent registers a new version', async () => {
     const repo = new FakeAgentRepository([agent('strict', { type: 'object', required: ['a'] })]);
-    const registry = new AgentRegistry(repo as unknown as AgentRepository, { AGENTS_CACHE_MS: 0 } as GatewayConfig);
+    const registry = new AgentRegistry(
+      repo as unknown as AgentRepository,
+      { AGENTS_CACHE_MS: 0 } as GatewayConfig,
+    );
     expect(registry.validateInput((await registry.find('strict'))!, {})).toHaveLength(1);
     repo.agents = [{ ...agent('strict', { type: 'object' }, '2'), updatedAt: new Date() }];
     expect(registry.validateInput((await registry.find('strict'))!, {})).toEqual([]);

@@ -16,7 +16,10 @@ export class AgentRegistry {
   private readonly log = new Logger(AgentRegistry.name);
   private cache: { at: number; agents: Map<string, AgentInfo> } | undefined;
   private loading: Promise<Map<string, AgentInfo>> | undefined;
-  private readonly validators = new Map<string, { schema: Record<string, unknown>; validate: ValidateFunction | null }>();
+  private readonly validators = new Map<
+    string,
+    { schema: Record<string, unknown>; validate: ValidateFunction | null }
+  >();
   private readonly ajv = new Ajv2020({
     allErrors: true,
     strict: false,
@@ -75,7 +78,9 @@ export class AgentRegistry {
       validate = this.ajv.compile(agent.inputSchema);
     } catch (err) {
       // A broken registration must not block submissions: the executor still validates.
-      this.log.error(`input schema of agent ${agent.name} v${agent.version} does not compile: ${(err as Error).message}`);
+      this.log.error(
+        `input schema of agent ${agent.name} v${agent.version} does not compile: ${(err as Error).message}`,
+      );
       validate = null;
     }
     // Forget the agent's previous version (Ajv caches compiled schemas by object).
@@ -96,6 +101,9 @@ function toFieldError(e: ErrorObject): FieldError {
     .slice(1)
     .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
   const path = ['input', ...segments].join('.');
-  const message = e.keyword === 'additionalProperties' ? `${e.message ?? 'invalid'}: ${String(e.params.additionalProperty)}` : (e.message ?? 'invalid');
+  const message =
+    e.keyword === 'additionalProperties'
+      ? `${e.message ?? 'invalid'}: ${String(e.params.additionalProperty)}`
+      : (e.message ?? 'invalid');
   return { path, message };
 }

@@ -16,8 +16,15 @@ export class AgentRepository {
   constructor(@Inject(DataSource) private readonly ds: DataSource) {}
 
   async listAll(): Promise<AgentInfo[]> {
-    const rows: { name: string; description: string; version: string; input_schema: Record<string, unknown>; updated_at: Date }[] =
-      await this.ds.query(`SELECT name, description, version, input_schema, updated_at FROM executor.agents ORDER BY name`);
+    const rows: {
+      name: string;
+      description: string;
+      version: string;
+      input_schema: Record<string, unknown>;
+      updated_at: Date;
+    }[] = await this.ds.query(
+      `SELECT name, description, version, input_schema, updated_at FROM executor.agents ORDER BY name`,
+    );
     return rows.map((r) => ({
       name: r.name,
       description: r.description,

@@ -18,6 +18,13 @@ export class AgentsController {
   @RequirePermission('agents:read')
   async list(): Promise<{ items: AgentView[] }> {
     const agents = await this.registry.list();
-    return { items: agents.map((a) => ({ name: a.name, description: a.description, version: a.version, inputSchema: a.inputSchema })) };
+    return {
+      items: agents.map((a) => ({
+        name: a.name,
+        description: a.description,
+        version: a.version,
+        inputSchema: a.inputSchema,
+      })),
+    };
   }
 }

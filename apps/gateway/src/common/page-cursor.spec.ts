@@ -14,7 +14,10 @@ describe('page cursor', () => {
     ['not JSON', Buffer.from('nope').toString('base64url')],
     ['wrong shape', Buffer.from(JSON.stringify({ a: 1 })).toString('base64url')],
     ['bad timestamp', Buffer.from(JSON.stringify(['yesterday', 'x'])).toString('base64url')],
-    ['empty id', Buffer.from(JSON.stringify(['2025-11-22T01:02:03.123456Z', ''])).toString('base64url')],
+    [
+      'empty id',
+      Buffer.from(JSON.stringify(['2025-11-22T01:02:03.123456Z', ''])).toString('base64url'),
+    ],
   ])('rejects %s with a 400 DomainError', (_, raw) => {
     expect(() => decodeCursor(raw)).toThrow(DomainError);
     try {

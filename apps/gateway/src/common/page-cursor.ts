@@ -15,7 +15,8 @@ export function encodeCursor(c: PageCursor): string {
 }
 
 export function decodeCursor(raw: string): PageCursor {
-  const bad = () => invalid('cursor is invalid', [{ path: 'cursor', message: 'not a cursor this API returned' }]);
+  const bad = () =>
+    invalid('cursor is invalid', [{ path: 'cursor', message: 'not a cursor this API returned' }]);
   if (raw.length > 512 || !/^[A-Za-z0-9_-]+$/.test(raw)) throw bad();
   let parsed: unknown;
   try {
@@ -25,7 +26,13 @@ export function decodeCursor(raw: string): PageCursor {
   }
   if (!Array.isArray(parsed) || parsed.length !== 2) throw bad();
   const [createdAt, id] = parsed as unknown[];
-  if (typeof createdAt !== 'string' || !ISO_MICROS.test(createdAt) || typeof id !== 'string' || id.length === 0 || id.length > 128) {
+  if (
+    typeof createdAt !== 'string' ||
+    !ISO_MICROS.test(createdAt) ||
+    typeof id !== 'string' ||
+    id.length === 0 ||
+    id.length > 128
+  ) {
     throw bad();
   }
   return { createdAt, id };

@@ -9,7 +9,13 @@ import { PROBLEM_BASE, sendProblem, type ProblemDetails } from '@aob/observabili
 export class ProblemException extends Error {
   readonly problem: ProblemDetails;
 
-  constructor(status: number, slug: string, title: string, detail: string, extra: Record<string, unknown> = {}) {
+  constructor(
+    status: number,
+    slug: string,
+    title: string,
+    detail: string,
+    extra: Record<string, unknown> = {},
+  ) {
     super(detail);
     this.name = 'ProblemException';
     const code = slug.replace(/(^|-)([a-z])/g, (_, __, c: string) => c.toUpperCase());
@@ -22,6 +28,9 @@ export class ProblemException extends Error {
 export class ProblemExceptionFilter implements ExceptionFilter<ProblemException> {
   catch(exception: ProblemException, host: ArgumentsHost): void {
     const http = host.switchToHttp();
-    sendProblem(http.getResponse<Response>(), { ...exception.problem, instance: http.getRequest<Request>().originalUrl });
+    sendProblem(http.getResponse<Response>(), {
+      ...exception.problem,
+      instance: http.getRequest<Request>().originalUrl,
+    });
   }
 }

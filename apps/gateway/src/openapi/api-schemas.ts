@@ -27,7 +27,10 @@ export const problemSchema = z
     detail: z.string().optional(),
     instance: z.string().optional(),
     code: z.string().describe('stable machine-readable code'),
-    errors: z.array(z.object({ path: z.string(), message: z.string() })).optional().describe('validation errors (400)'),
+    errors: z
+      .array(z.object({ path: z.string(), message: z.string() }))
+      .optional()
+      .describe('validation errors (400)'),
   })
   .describe('RFC 9457 problem details (application/problem+json)');
 
@@ -41,7 +44,10 @@ export const runSchema = z.object({
   threadId: idSchema,
   input: json().describe('null for runs submitted straight to the bus'),
   output: json().optional().describe('when completed'),
-  error: runErrorSchema.extend({ deadLettered: z.boolean().optional() }).optional().describe('when failed or cancelled'),
+  error: runErrorSchema
+    .extend({ deadLettered: z.boolean().optional() })
+    .optional()
+    .describe('when failed or cancelled'),
   usage: usageSchema.optional(),
   attempts: z.number().int().nonnegative(),
   durationMs: z.number().int().nonnegative().optional(),
@@ -50,13 +56,23 @@ export const runSchema = z.object({
 });
 
 const listOf = <T extends z.ZodType>(item: T) =>
-  z.object({ items: z.array(item), nextCursor: z.string().optional().describe('pass as `cursor` for the next page') });
+  z.object({
+    items: z.array(item),
+    nextCursor: z.string().optional().describe('pass as `cursor` for the next page'),
+  });
 
 export const runListSchema = listOf(runSchema);
 
-export const sseStatusDataSchema = z.object({ status: z.enum(RUN_STATUSES), attempt: z.number().int().nonnegative() });
+export const sseStatusDataSchema = z.object({
+  status: z.enum(RUN_STATUSES),
+  attempt: z.number().int().nonnegative(),
+});
 export const sseTokenDataSchema = z.object({ text: z.string() });
-export const sseStepDataSchema = z.object({ step: z.number().int().positive(), id: z.string().optional(), output: json().optional() });
+export const sseStepDataSchema = z.object({
+  step: z.number().int().positive(),
+  id: z.string().optional(),
+  output: json().optional(),
+});
 export const sseCancelledDataSchema = runCancelledSchema.pick({ runId: true, reason: true });
 
 export const threadHistoryItemSchema = z.object({

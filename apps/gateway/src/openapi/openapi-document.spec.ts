@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CONTRACT_OPERATIONS } from '../../test/contract-operations';
@@ -9,14 +10,25 @@ describe('OpenAPI document', () => {
   const doc = buildOpenApiDocument();
 
   it('matches the committed apps/gateway/openapi.json (UPDATE_OPENAPI=1 rewrites it)', () => {
-    const generated = `${JSON.stringify(doc, null, 2)}\n`;
+    // Formatted by the repository's Prettier (its CLI: Prettier 3's API needs ESM, which Jest lacks
+    // here), so `npm run format:check` agrees with the committed file.
+    const generated = execFileSync(
+      process.execPath,
+      [require.resolve('prettier/bin/prettier.cjs'), '--stdin-filepath', COMMITTED],
+      {
+        input: JSON.stringify(doc),
+        encoding: 'utf8',
+      },
+    );
     if (process.env.UPDATE_OPENAPI === '1') writeFileSync(COMMITTED, generated);
     expect(readFileSync(COMMITTED, 'utf8')).toBe(generated);
   });
 
   it('is OpenAPI 3.1 with every contract route', () => {
     expect(doc.openapi).toBe('3.1.0');
-    const ops = Object.entries(doc.paths).flatMap(([path, methods]) => Object.keys(methods).map((m) => `${m} ${path}`));
+    const ops = Object.entries(doc.paths).flatMap(([path, methods]) =>
+      Object.keys(methods).map((m) => `${m} ${path}`),
+    );
     expect(ops.sort()).toEqual([...CONTRACT_OPERATIONS].sort());
   });
 
@@ -43,9 +55,12 @@ describe('OpenAPI document', () => {
   });
 
   it('generates the ExecuteRequest schema from the catalog zod schema', () => {
-    const schemas = (doc.components as { schemas: Record<string, Record<string, unknown>> }).schemas;
+    const schemas = (doc.components as { schemas: Record<string, Record<string, unknown>> })
+      .schemas;
     const exec = schemas.ExecuteRequest!;
     expect(exec.required).toEqual(['agent', 'input']);
-    expect((exec.properties as Record<string, { pattern?: string }>).agent?.pattern).toBe('^[a-z0-9][a-z0-9_-]{0,63}$');
+    expect((exec.properties as Record<string, { pattern?: string }>).agent?.pattern).toBe(
+      '^[a-z0-9][a-z0-9_-]{0,63}$',
+    );
   });
 });

@@ -3,11 +3,19 @@ import type { Permission } from '@aob/auth';
 import { API_SCHEMAS, type ApiSchemaName } from './api-schemas';
 
 /** An OpenAPI 3.1 document (loosely typed: it is generated, then served and committed as JSON). */
-export type OpenApiDocument = Record<string, unknown> & { paths: Record<string, Record<string, unknown>> };
+export type OpenApiDocument = Record<string, unknown> & {
+  paths: Record<string, Record<string, unknown>>;
+};
 
 const ref = (name: ApiSchemaName) => ({ $ref: `#/components/schemas/${name}` });
-const jsonBody = (name: ApiSchemaName, description: string) => ({ description, content: { 'application/json': { schema: ref(name) } } });
-const problem = (description: string) => ({ description, content: { 'application/problem+json': { schema: ref('Problem') } } });
+const jsonBody = (name: ApiSchemaName, description: string) => ({
+  description,
+  content: { 'application/json': { schema: ref(name) } },
+});
+const problem = (description: string) => ({
+  description,
+  content: { 'application/problem+json': { schema: ref('Problem') } },
+});
 
 const COMMON_ERRORS = {
   '401': problem('missing or invalid credentials'),
@@ -27,7 +35,12 @@ const limitParam = {
   description: 'page size',
   schema: { type: 'integer', minimum: 1, maximum: 100, default: 20 },
 };
-const cursorParam = { name: 'cursor', in: 'query', description: 'the `nextCursor` of the previous page', schema: { type: 'string' } };
+const cursorParam = {
+  name: 'cursor',
+  in: 'query',
+  description: 'the `nextCursor` of the previous page',
+  schema: { type: 'string' },
+};
 
 interface Operation {
   summary: string;
@@ -58,18 +71,29 @@ function paths(): OpenApiDocument['paths'] {
           {
             name: 'Idempotency-Key',
             in: 'header',
-            description: 'repeat a submission safely: the same key and body answer the original run; another body answers 422',
+            description:
+              'repeat a submission safely: the same key and body answer the original run; another body answers 422',
             schema: { type: 'string', minLength: 1, maxLength: 255 },
           },
-          { name: 'traceparent', in: 'header', description: 'W3C trace context, carried on the events', schema: { type: 'string' } },
+          {
+            name: 'traceparent',
+            in: 'header',
+            description: 'W3C trace context, carried on the events',
+            schema: { type: 'string' },
+          },
         ],
-        requestBody: { required: true, content: { 'application/json': { schema: ref('ExecuteRequest') } } },
+        requestBody: {
+          required: true,
+          content: { 'application/json': { schema: ref('ExecuteRequest') } },
+        },
         responses: {
           '202': {
             ...jsonBody('RunAccepted', 'queued'),
             headers: { Location: { description: '/v1/runs/{runId}', schema: { type: 'string' } } },
           },
-          '400': problem('invalid body, unknown agent (code UnknownAgent) or input not matching the agent input schema'),
+          '400': problem(
+            'invalid body, unknown agent (code UnknownAgent) or input not matching the agent input schema',
+          ),
           ...COMMON_ERRORS,
           '409': problem('a run with this runId already exists'),
           '413': problem('body larger than 1 MiB'),
@@ -82,12 +106,23 @@ function paths(): OpenApiDocument['paths'] {
         permission: 'runs:read',
         tags: ['runs'],
         parameters: [
-          { name: 'status', in: 'query', schema: { type: 'string', enum: ['queued', 'running', 'completed', 'failed', 'cancelled'] } },
+          {
+            name: 'status',
+            in: 'query',
+            schema: {
+              type: 'string',
+              enum: ['queued', 'running', 'completed', 'failed', 'cancelled'],
+            },
+          },
           { name: 'agent', in: 'query', schema: { type: 'string' } },
           limitParam,
           cursorParam,
         ],
-        responses: { '200': jsonBody('RunList', 'one page'), '400': problem('invalid filter'), ...COMMON_ERRORS },
+        responses: {
+          '200': jsonBody('RunList', 'one page'),
+          '400': problem('invalid filter'),
+          ...COMMON_ERRORS,
+        },
       }),
     },
     '/v1/runs/{runId}': {
@@ -117,11 +152,24 @@ function paths(): OpenApiDocument['paths'] {
         tags: ['runs'],
         parameters: [
           idParam('runId', 'run id'),
-          { name: 'Last-Event-ID', in: 'header', description: 'resume after this event id', schema: { type: 'string' } },
-          { name: 'lastEventId', in: 'query', description: 'as Last-Event-ID, for clients that cannot set headers', schema: { type: 'string' } },
+          {
+            name: 'Last-Event-ID',
+            in: 'header',
+            description: 'resume after this event id',
+            schema: { type: 'string' },
+          },
+          {
+            name: 'lastEventId',
+            in: 'query',
+            description: 'as Last-Event-ID, for clients that cannot set headers',
+            schema: { type: 'string' },
+          },
         ],
         responses: {
-          '200': { description: 'event stream', content: { 'text/event-stream': { schema: { type: 'string' } } } },
+          '200': {
+            description: 'event stream',
+            content: { 'text/event-stream': { schema: { type: 'string' } } },
+          },
           '400': problem('invalid id or Last-Event-ID'),
           ...COMMON_ERRORS,
           '404': problem('no such run in this tenant'),
@@ -178,7 +226,11 @@ function paths(): OpenApiDocument['paths'] {
         parameters: [
           { name: 'from', in: 'query', schema: { type: 'string', format: 'date-time' } },
           { name: 'to', in: 'query', schema: { type: 'string', format: 'date-time' } },
-          { name: 'groupBy', in: 'query', schema: { type: 'string', enum: ['model', 'deployment', 'agent', 'day'] } },
+          {
+            name: 'groupBy',
+            in: 'query',
+            schema: { type: 'string', enum: ['model', 'deployment', 'agent', 'day'] },
+          },
         ],
         responses: { '200': jsonBody('UsageList', 'usage'), ...COMMON_ERRORS },
       }),
@@ -201,8 +253,15 @@ function paths(): OpenApiDocument['paths'] {
         planned: true,
         tags: ['quotas'],
         parameters: [{ name: 'tenantId', in: 'path', required: true, schema: { type: 'string' } }],
-        requestBody: { required: true, content: { 'application/json': { schema: ref('QuotaLimits') } } },
-        responses: { '200': jsonBody('Quotas', 'the new limits'), ...COMMON_ERRORS, '404': problem('no such tenant') },
+        requestBody: {
+          required: true,
+          content: { 'application/json': { schema: ref('QuotaLimits') } },
+        },
+        responses: {
+          '200': jsonBody('Quotas', 'the new limits'),
+          ...COMMON_ERRORS,
+          '404': problem('no such tenant'),
+        },
       }),
     },
     '/v1/api-keys': {
@@ -212,8 +271,15 @@ function paths(): OpenApiDocument['paths'] {
         permission: 'keys:manage',
         planned: true,
         tags: ['api-keys'],
-        requestBody: { required: true, content: { 'application/json': { schema: ref('ApiKeyCreate') } } },
-        responses: { '201': jsonBody('ApiKeyCreated', 'created'), '400': problem('invalid body'), ...COMMON_ERRORS },
+        requestBody: {
+          required: true,
+          content: { 'application/json': { schema: ref('ApiKeyCreate') } },
+        },
+        responses: {
+          '201': jsonBody('ApiKeyCreated', 'created'),
+          '400': problem('invalid body'),
+          ...COMMON_ERRORS,
+        },
       }),
       get: op({
         operationId: 'listApiKeys',
@@ -232,7 +298,11 @@ function paths(): OpenApiDocument['paths'] {
         planned: true,
         tags: ['api-keys'],
         parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }],
-        responses: { '204': { description: 'revoked' }, ...COMMON_ERRORS, '404': problem('no such key in this tenant') },
+        responses: {
+          '204': { description: 'revoked' },
+          ...COMMON_ERRORS,
+          '404': problem('no such key in this tenant'),
+        },
       }),
     },
     '/v1/dlq': {
@@ -254,7 +324,11 @@ function paths(): OpenApiDocument['paths'] {
         planned: true,
         tags: ['dlq'],
         parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }],
-        responses: { '200': jsonBody('DeadLetter', 'the dead letter'), ...COMMON_ERRORS, '404': problem('not found') },
+        responses: {
+          '200': jsonBody('DeadLetter', 'the dead letter'),
+          ...COMMON_ERRORS,
+          '404': problem('not found'),
+        },
       }),
       delete: op({
         operationId: 'discardDeadLetter',
@@ -263,7 +337,11 @@ function paths(): OpenApiDocument['paths'] {
         planned: true,
         tags: ['dlq'],
         parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }],
-        responses: { '204': { description: 'discarded' }, ...COMMON_ERRORS, '404': problem('not found') },
+        responses: {
+          '204': { description: 'discarded' },
+          ...COMMON_ERRORS,
+          '404': problem('not found'),
+        },
       }),
     },
     '/v1/dlq/{id}/replay': {
@@ -274,7 +352,11 @@ function paths(): OpenApiDocument['paths'] {
         planned: true,
         tags: ['dlq'],
         parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }],
-        responses: { '202': jsonBody('DeadLetter', 'replayed'), ...COMMON_ERRORS, '404': problem('not found') },
+        responses: {
+          '202': jsonBody('DeadLetter', 'replayed'),
+          ...COMMON_ERRORS,
+          '404': problem('not found'),
+        },
       }),
     },
     '/openapi.json': {
@@ -282,7 +364,12 @@ function paths(): OpenApiDocument['paths'] {
         operationId: 'getOpenApi',
         summary: 'This document',
         tags: ['meta'],
-        responses: { '200': { description: 'OpenAPI 3.1', content: { 'application/json': { schema: { type: 'object' } } } } },
+        responses: {
+          '200': {
+            description: 'OpenAPI 3.1',
+            content: { 'application/json': { schema: { type: 'object' } } },
+          },
+        },
       }),
     },
   };
@@ -301,7 +388,8 @@ function componentSchemas(): Record<string, unknown> {
     override: (ctx) => {
       // z.json() is a recursive lazy union: document it as "any JSON value" instead.
       if ((ctx.zodSchema as { _zod: { def: { type: string } } })._zod.def.type === 'lazy') {
-        for (const key of Object.keys(ctx.jsonSchema)) delete (ctx.jsonSchema as Record<string, unknown>)[key];
+        for (const key of Object.keys(ctx.jsonSchema))
+          delete (ctx.jsonSchema as Record<string, unknown>)[key];
         (ctx.jsonSchema as Record<string, unknown>).description = 'any JSON value';
       }
     },

@@ -1,19 +1,34 @@
-import { Inject, Injectable, Logger, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
+import {
+  Inject,
+  Injectable,
+  Logger,
+  type OnApplicationBootstrap,
+  type OnModuleDestroy,
+} from '@nestjs/common';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import { headers as natsHeaders, type NatsConnection } from '@nats-io/nats-core';
-import { JETSTREAM, NATS_CONNECTION } from '../tmp-events-nest';
+import { JETSTREAM, NATS_CONNECTION } from '@aob/events';
 import { counter, gauge } from '@aob/observability';
 import { GATEWAY_CONFIG, type GatewayConfig } from '../config';
-import { OutboxRepository, type PendingOutboxMessage, type PublishOutcome } from './outbox.repository';
+import {
+  OutboxRepository,
+  type PendingOutboxMessage,
+  type PublishOutcome,
+} from './outbox.repository';
 
 const PUBLISH_TIMEOUT_MS = 5_000;
 const MAX_BACKOFF_MS = 5_000;
 const PRUNE_EVERY_MS = 60_000;
 const BACKLOG_EVERY_MS = 1_000;
 
-const backlogGauge = () => gauge({ name: 'aob_outbox_backlog', help: 'Outbox rows not yet published to JetStream' });
+const backlogGauge = () =>
+  gauge({ name: 'aob_outbox_backlog', help: 'Outbox rows not yet published to JetStream' });
 const publishedCounter = () =>
-  counter({ name: 'aob_outbox_published_total', help: 'Outbox rows published to JetStream, by outcome', labelNames: ['outcome'] as const });
+  counter({
+    name: 'aob_outbox_published_total',
+    help: 'Outbox rows published to JetStream, by outcome',
+    labelNames: ['outcome'] as const,
+  });
 
 /**
  * Publishes gateway.outbox rows to JetStream. Runs after each commit (kick), on a timer and at
@@ -100,10 +115,14 @@ export class OutboxRelay implements OnApplicationBootstrap, OnModuleDestroy {
     try {
       for (;;) {
         if (this.stopped) return;
-        const outcomes = await this.outbox.publishBatch(this.config.OUTBOX_BATCH_SIZE, (rows) => this.publishAll(rows));
+        const outcomes = await this.outbox.publishBatch(this.config.OUTBOX_BATCH_SIZE, (rows) =>
+          this.publishAll(rows),
+        );
         const failed = outcomes.filter((o) => !o.ok);
         if (failed.length > 0) {
-          this.backOff(`${failed.length} of ${outcomes.length} publish(es) failed: ${(failed[0] as { error: string }).error}`);
+          this.backOff(
+            `${failed.length} of ${outcomes.length} publish(es) failed: ${(failed[0] as { error: string }).error}`,
+          );
           return;
         }
         this.failures = 0;
@@ -121,7 +140,11 @@ export class OutboxRelay implements OnApplicationBootstrap, OnModuleDestroy {
         const h = natsHeaders();
         for (const [name, value] of Object.entries(row.headers)) h.set(name, value);
         try {
-          await this.js.publish(row.subject, row.payload, { headers: h, msgID: row.eventId, timeout: PUBLISH_TIMEOUT_MS });
+          await this.js.publish(row.subject, row.payload, {
+            headers: h,
+            msgID: row.eventId,
+            timeout: PUBLISH_TIMEOUT_MS,
+          });
           this.published.inc({ outcome: 'ok' });
           return { id: row.id, ok: true };
         } catch (err) {

@@ -24,12 +24,10 @@ export class OutboxRepository {
 
   /** Inside the caller's transaction. */
   async insert(m: EntityManager, msg: NewOutboxMessage): Promise<void> {
-    await m.query(`INSERT INTO gateway.outbox (event_id, subject, headers, payload) VALUES ($1, $2, $3::jsonb, $4)`, [
-      msg.eventId,
-      msg.subject,
-      JSON.stringify(msg.headers),
-      Buffer.from(msg.payload),
-    ]);
+    await m.query(
+      `INSERT INTO gateway.outbox (event_id, subject, headers, payload) VALUES ($1, $2, $3::jsonb, $4)`,
+      [msg.eventId, msg.subject, JSON.stringify(msg.headers), Buffer.from(msg.payload)],
+    );
   }
 
   /**
@@ -37,14 +35,23 @@ export class OutboxRepository {
    * to `publish`, and records the outcome in the same transaction: sent rows get sent_at, failed
    * ones an attempt and the error. Returns the outcomes.
    */
-  async publishBatch(limit: number, publish: (rows: PendingOutboxMessage[]) => Promise<PublishOutcome[]>): Promise<PublishOutcome[]> {
+  async publishBatch(
+    limit: number,
+    publish: (rows: PendingOutboxMessage[]) => Promise<PublishOutcome[]>,
+  ): Promise<PublishOutcome[]> {
     return this.ds.transaction(async (m) => {
-      const rows: { id: string; event_id: string; subject: string; headers: Record<string, string>; payload: Buffer; attempts: number }[] =
-        await m.query(
-          `SELECT id, event_id, subject, headers, payload, attempts FROM gateway.outbox
+      const rows: {
+        id: string;
+        event_id: string;
+        subject: string;
+        headers: Record<string, string>;
+        payload: Buffer;
+        attempts: number;
+      }[] = await m.query(
+        `SELECT id, event_id, subject, headers, payload, attempts FROM gateway.outbox
             WHERE sent_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`,
-          [limit],
-        );
+        [limit],
+      );
       if (rows.length === 0) return [];
       const outcomes = await publish(
         rows.map((r) => ({
@@ -58,9 +65,10 @@ export class OutboxRepository {
       );
       const sent = outcomes.filter((o) => o.ok).map((o) => o.id);
       if (sent.length > 0) {
-        await m.query(`UPDATE gateway.outbox SET sent_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = ANY($1::bigint[])`, [
-          sent,
-        ]);
+        await m.query(
+          `UPDATE gateway.outbox SET sent_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = ANY($1::bigint[])`,
+          [sent],
+        );
       }
       const failed = outcomes.filter((o): o is Extract<PublishOutcome, { ok: false }> => !o.ok);
       if (failed.length > 0) {
@@ -76,7 +84,9 @@ export class OutboxRepository {
 
   /** Unsent rows (the relay's backlog). */
   async backlog(): Promise<number> {
-    const rows: { n: string }[] = await this.ds.query(`SELECT count(*) AS n FROM gateway.outbox WHERE sent_at IS NULL`);
+    const rows: { n: string }[] = await this.ds.query(
+      `SELECT count(*) AS n FROM gateway.outbox WHERE sent_at IS NULL`,
+    );
     return Number(rows[0]?.n ?? 0);
   }
 

@@ -65,7 +65,10 @@ export class RunProjectionRepository {
       ],
     );
     if (rows.length > 0) return 'applied';
-    const owner: { tenant_id: string }[] = await this.ds.query(`SELECT tenant_id FROM gateway.runs WHERE run_id = $1`, [u.runId]);
+    const owner: { tenant_id: string }[] = await this.ds.query(
+      `SELECT tenant_id FROM gateway.runs WHERE run_id = $1`,
+      [u.runId],
+    );
     return owner[0] && owner[0].tenant_id !== u.tenantId ? 'tenant-mismatch' : 'stale';
   }
 }

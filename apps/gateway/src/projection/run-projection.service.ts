@@ -1,8 +1,20 @@
 import { Injectable, Logger } from '@nestjs/common';
 import { DomainError } from '@aob/errors';
-import { TENANT_PATTERN, type InboundEvent, type RunCancelled, type RunFailure, type RunResult, type RunStarted, type RunStep } from '@aob/events';
+import {
+  TENANT_PATTERN,
+  type InboundEvent,
+  type RunCancelled,
+  type RunFailure,
+  type RunResult,
+  type RunStarted,
+  type RunStep,
+} from '@aob/events';
 import { counter } from '@aob/observability';
-import { RunProjectionRepository, type ProjectionOutcome, type RunStatusUpdate } from './run-projection.repository';
+import {
+  RunProjectionRepository,
+  type ProjectionOutcome,
+  type RunStatusUpdate,
+} from './run-projection.repository';
 
 const projectedCounter = () =>
   counter({
@@ -21,12 +33,24 @@ export class RunProjectionService {
 
   started(e: InboundEvent<RunStarted>): Promise<ProjectionOutcome> {
     const d = e.data;
-    return this.apply(e, { runId: d.runId, agent: d.agent, threadId: d.threadId, status: 'running', attempts: d.attempt });
+    return this.apply(e, {
+      runId: d.runId,
+      agent: d.agent,
+      threadId: d.threadId,
+      status: 'running',
+      attempts: d.attempt,
+    });
   }
 
   step(e: InboundEvent<RunStep>): Promise<ProjectionOutcome> {
     const d = e.data;
-    return this.apply(e, { runId: d.runId, agent: d.agent, threadId: d.threadId, status: 'running', attempts: 0 });
+    return this.apply(e, {
+      runId: d.runId,
+      agent: d.agent,
+      threadId: d.threadId,
+      status: 'running',
+      attempts: 0,
+    });
   }
 
   completed(e: InboundEvent<RunResult>): Promise<ProjectionOutcome> {
@@ -68,16 +92,24 @@ export class RunProjectionService {
     });
   }
 
-  private async apply(e: InboundEvent, u: Omit<RunStatusUpdate, 'tenantId'>): Promise<ProjectionOutcome> {
+  private async apply(
+    e: InboundEvent,
+    u: Omit<RunStatusUpdate, 'tenantId'>,
+  ): Promise<ProjectionOutcome> {
     const tenantId = e.tenantId;
     if (tenantId === undefined || !TENANT_PATTERN.test(tenantId) || tenantId === '*') {
       // No retry can give the event a tenant: terminate it (recorded for the DLQ).
-      throw new DomainError('InvalidEvent', `status event ${e.id} (${e.type}) has no valid tenantid attribute`);
+      throw new DomainError(
+        'InvalidEvent',
+        `status event ${e.id} (${e.type}) has no valid tenantid attribute`,
+      );
     }
     const outcome = await this.repo.apply({ ...u, tenantId });
     this.projected.inc({ type: e.type, outcome });
     if (outcome === 'tenant-mismatch') {
-      this.log.warn(`ignored ${e.type} ${e.id}: run ${u.runId} belongs to another tenant than the event's tenantid ${tenantId}`);
+      this.log.warn(
+        `ignored ${e.type} ${e.id}: run ${u.runId} belongs to another tenant than the event's tenantid ${tenantId}`,
+      );
     }
     return outcome;
   }

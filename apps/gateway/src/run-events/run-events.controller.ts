@@ -18,8 +18,11 @@ export class RunEventsController {
     @Res() res: Response,
   ): Promise<void> {
     // a repeated query parameter arrives as an array: joined, it fails validation with a clear 400
-    const fromQuery = Array.isArray(lastEventIdQuery) ? lastEventIdQuery.join(',') : lastEventIdQuery;
-    const lastEventId = lastEventIdHeader ?? (typeof fromQuery === 'string' ? fromQuery : undefined);
+    const fromQuery = Array.isArray(lastEventIdQuery)
+      ? lastEventIdQuery.join(',')
+      : lastEventIdQuery;
+    const lastEventId =
+      lastEventIdHeader ?? (typeof fromQuery === 'string' ? fromQuery : undefined);
     await this.events.stream(principal.tenantId, runId, lastEventId, res);
   }
 }

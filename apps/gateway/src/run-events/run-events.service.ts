@@ -8,6 +8,7 @@ import { invalid } from '../common/validation';
 import type { RunRecord } from '../runs/run-record';
 import { RunQueryService } from '../runs/run-query.service';
 import { RunRepository } from '../runs/run.repository';
+import { RUN_STREAM_READER } from './run-stream-reader.provider';
 import { SseWriter } from './sse-writer';
 
 const ENTRY_ID = /^\d{1,20}-\d{1,20}$/;
@@ -15,40 +16,63 @@ const BACKLOG_PAGE = 1_000;
 /** What browsers wait before reconnecting. */
 const RETRY_MS = 2_000;
 
-const openStreams = () => gauge({ name: 'aob_gateway_sse_streams', help: 'Open SSE run event streams' });
+const openStreams = () =>
+  gauge({ name: 'aob_gateway_sse_streams', help: 'Open SSE run event streams' });
 
 /** A `Last-Event-ID` (header or `lastEventId` query) must be a Redis stream entry id. */
 export function parseLastEventId(value: string | undefined): string | undefined {
   if (value === undefined || value.trim() === '') return undefined;
   const id = value.trim();
   if (!ENTRY_ID.test(id)) {
-    throw invalid('Last-Event-ID is invalid', [{ path: 'Last-Event-ID', message: 'must be an event id this stream sent (<ms>-<seq>)' }]);
+    throw invalid('Last-Event-ID is invalid', [
+      { path: 'Last-Event-ID', message: 'must be an event id this stream sent (<ms>-<seq>)' },
+    ]);
   }
   return id;
 }
 
 /** The terminal event a run stream would have ended with, rebuilt from the stored run. */
-export function synthesizeTerminalEvent(run: RunRecord): { event: 'completed' | 'failed' | 'cancelled'; data: unknown } | undefined {
+export function synthesizeTerminalEvent(
+  run: RunRecord,
+): { event: 'completed' | 'failed' | 'cancelled'; data: unknown } | undefined {
   const base = { runId: run.runId, agent: run.agent, threadId: run.threadId };
-  const error = (run.error ?? {}) as { code?: string; message?: string; retryable?: boolean; deadLettered?: boolean };
+  const error = (run.error ?? {}) as {
+    code?: string;
+    message?: string;
+    retryable?: boolean;
+    deadLettered?: boolean;
+  };
   switch (run.status) {
     case 'completed':
       return {
         event: 'completed',
-        data: { ...base, output: run.output, usage: run.usage, attempts: run.attempts, durationMs: run.durationMs ?? 0 },
+        data: {
+          ...base,
+          output: run.output,
+          usage: run.usage,
+          attempts: run.attempts,
+          durationMs: run.durationMs ?? 0,
+        },
       };
     case 'failed':
       return {
         event: 'failed',
         data: {
           ...base,
-          error: { code: error.code ?? 'Unknown', message: error.message ?? '', retryable: error.retryable ?? false },
+          error: {
+            code: error.code ?? 'Unknown',
+            message: error.message ?? '',
+            retryable: error.retryable ?? false,
+          },
           attempts: run.attempts,
           deadLettered: error.deadLettered ?? false,
         },
       };
     case 'cancelled':
-      return { event: 'cancelled', data: { runId: run.runId, reason: error.message ?? 'cancelled' } };
+      return {
+        event: 'cancelled',
+        data: { runId: run.runId, reason: error.message ?? 'cancelled' },
+      };
     default:
       return undefined;
   }
@@ -71,7 +95,7 @@ export class RunEventsService implements OnModuleDestroy {
   constructor(
     private readonly query: RunQueryService,
     private readonly runs: RunRepository,
-    private readonly runStream: RunEventStream,
+    @Inject(RUN_STREAM_READER) private readonly runStream: RunEventStream,
     @Inject(GATEWAY_CONFIG) private readonly config: GatewayConfig,
   ) {}
 
@@ -80,7 +104,12 @@ export class RunEventsService implements OnModuleDestroy {
     for (const s of this.sessions) s.abort();
   }
 
-  async stream(tenantId: string, runId: string, lastEventId: string | undefined, res: Response): Promise<void> {
+  async stream(
+    tenantId: string,
+    runId: string,
+    lastEventId: string | undefined,
+    res: Response,
+  ): Promise<void> {
     const afterId = parseLastEventId(lastEventId);
     const run = await this.query.record(tenantId, runId);
 
@@ -124,10 +153,13 @@ export class RunEventsService implements OnModuleDestroy {
         checking = false;
       }
     };
-    const keepAlive = setInterval(() => {
-      void writer.comment('keep-alive');
-      void watchdog();
-    }, Math.max(10, this.config.SSE_KEEPALIVE_MS));
+    const keepAlive = setInterval(
+      () => {
+        void writer.comment('keep-alive');
+        void watchdog();
+      },
+      Math.max(10, this.config.SSE_KEEPALIVE_MS),
+    );
 
     try {
       if (isTerminalStatus(run)) {
@@ -135,7 +167,10 @@ export class RunEventsService implements OnModuleDestroy {
         if (!terminalSent) await sendSynthesized(run);
         return;
       }
-      for await (const entry of this.runStream.follow(runId, { signal: follow.signal, ...(afterId === undefined ? {} : { afterId }) })) {
+      for await (const entry of this.runStream.follow(runId, {
+        signal: follow.signal,
+        ...(afterId === undefined ? {} : { afterId }),
+      })) {
         await send(entry);
         if (terminalSent || writer.closed) break;
       }

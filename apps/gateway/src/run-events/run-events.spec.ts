@@ -37,15 +37,31 @@ describe('parseLastEventId', () => {
 describe('synthesizeTerminalEvent', () => {
   it('rebuilds RunResult for a completed run', () => {
     const usage = { promptTokens: 1, completionTokens: 2, totalTokens: 3, costUsd: 0 };
-    expect(synthesizeTerminalEvent(run({ status: 'completed', output: { echo: 'hi' }, usage, attempts: 2, durationMs: 12 }))).toEqual({
+    expect(
+      synthesizeTerminalEvent(
+        run({ status: 'completed', output: { echo: 'hi' }, usage, attempts: 2, durationMs: 12 }),
+      ),
+    ).toEqual({
       event: 'completed',
-      data: { runId: 'r1', agent: 'echo', threadId: 'th1', output: { echo: 'hi' }, usage, attempts: 2, durationMs: 12 },
+      data: {
+        runId: 'r1',
+        agent: 'echo',
+        threadId: 'th1',
+        output: { echo: 'hi' },
+        usage,
+        attempts: 2,
+        durationMs: 12,
+      },
     });
   });
 
   it('rebuilds RunFailure for a failed run and {runId, reason} for a cancelled one', () => {
     const failed = synthesizeTerminalEvent(
-      run({ status: 'failed', error: { code: 'AgentFailed', message: 'boom', retryable: false, deadLettered: true }, attempts: 5 }),
+      run({
+        status: 'failed',
+        error: { code: 'AgentFailed', message: 'boom', retryable: false, deadLettered: true },
+        attempts: 5,
+      }),
     );
     expect(failed).toEqual({
       event: 'failed',
@@ -58,7 +74,11 @@ describe('synthesizeTerminalEvent', () => {
         deadLettered: true,
       },
     });
-    expect(synthesizeTerminalEvent(run({ status: 'cancelled', error: { code: 'Cancelled', message: 'by user' } }))).toEqual({
+    expect(
+      synthesizeTerminalEvent(
+        run({ status: 'cancelled', error: { code: 'Cancelled', message: 'by user' } }),
+      ),
+    ).toEqual({
       event: 'cancelled',
       data: { runId: 'r1', reason: 'by user' },
     });

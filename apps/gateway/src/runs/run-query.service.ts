@@ -38,7 +38,9 @@ export class RunQueryService {
     const last = items[items.length - 1];
     return {
       items: items.map(toRunView),
-      ...(hasMore && last ? { nextCursor: encodeCursor({ createdAt: last.cursorTs, id: last.runId }) } : {}),
+      ...(hasMore && last
+        ? { nextCursor: encodeCursor({ createdAt: last.cursorTs, id: last.runId }) }
+        : {}),
     };
   }
 }

@@ -3,7 +3,15 @@ import { Injectable, Logger } from '@nestjs/common';
 import { CloudEvent } from 'cloudevents';
 import type { MsgHdrs } from '@nats-io/nats-core';
 import { DomainError } from '@aob/errors';
-import { EVENTS, encodeBinary, eventSource, executeRequestSchema, executeSubject, RunEventStream, type ExecuteRequest } from '@aob/events';
+import {
+  EVENTS,
+  encodeBinary,
+  eventSource,
+  executeRequestSchema,
+  executeSubject,
+  RunEventStream,
+  type ExecuteRequest,
+} from '@aob/events';
 import { counter } from '@aob/observability';
 import type { Principal } from '@aob/auth';
 import { requestHash } from '../common/canonical-json';
@@ -29,9 +37,16 @@ export interface SubmitResult {
 }
 
 const submittedCounter = () =>
-  counter({ name: 'aob_gateway_runs_submitted_total', help: 'POST /v1/runs outcomes', labelNames: ['outcome'] as const });
+  counter({
+    name: 'aob_gateway_runs_submitted_total',
+    help: 'POST /v1/runs outcomes',
+    labelNames: ['outcome'] as const,
+  });
 const runStreamErrors = () =>
-  counter({ name: 'aob_gateway_run_stream_errors_total', help: 'Failed appends to the Redis run stream (best effort)' });
+  counter({
+    name: 'aob_gateway_run_stream_errors_total',
+    help: 'Failed appends to the Redis run stream (best effort)',
+  });
 
 /**
  * POST /v1/runs: validates the request, writes the queued run and its execute event in one
@@ -51,7 +66,11 @@ export class RunSubmissionService {
     private readonly runStream: RunEventStream,
   ) {}
 
-  async submit(principal: Principal, body: unknown, opts: SubmitOptions = {}): Promise<SubmitResult> {
+  async submit(
+    principal: Principal,
+    body: unknown,
+    opts: SubmitOptions = {},
+  ): Promise<SubmitResult> {
     const request = parseOrThrow(executeRequestSchema, body, 'request body');
     const tenantId = principal.tenantId;
     const hash = requestHash(body);
@@ -65,9 +84,13 @@ export class RunSubmissionService {
     const agent = await this.agents.find(request.agent);
     if (!agent) {
       this.submitted.inc({ outcome: 'unknown-agent' });
-      throw new DomainError('UnknownAgent', `agent "${request.agent}" is not registered (GET /v1/agents lists them)`, {
-        details: { agent: request.agent },
-      });
+      throw new DomainError(
+        'UnknownAgent',
+        `agent "${request.agent}" is not registered (GET /v1/agents lists them)`,
+        {
+          details: { agent: request.agent },
+        },
+      );
     }
     const inputErrors = this.agents.validateInput(agent, request.input);
     if (inputErrors.length > 0) {
@@ -107,10 +130,12 @@ export class RunSubmissionService {
     this.submitted.inc({ outcome: 'queued' });
 
     // Before the kick, so the queued entry normally precedes the executor's first one.
-    await this.runStream.append(runId, 'status', { status: 'queued', attempt: 0 }).catch((err: Error) => {
-      this.streamErrors.inc();
-      this.log.warn(`run stream append for ${runId} failed (the run goes on): ${err.message}`);
-    });
+    await this.runStream
+      .append(runId, 'status', { status: 'queued', attempt: 0 })
+      .catch((err: Error) => {
+        this.streamErrors.inc();
+        this.log.warn(`run stream append for ${runId} failed (the run goes on): ${err.message}`);
+      });
     this.relay.kick();
     return { runId, status: 'queued', replayed: false };
   }

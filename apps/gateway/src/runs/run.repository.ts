@@ -38,10 +38,10 @@ export class RunRepository {
   ) {}
 
   async findById(tenantId: string, runId: string): Promise<RunRecord | null> {
-    const rows: RunRow[] = await this.ds.query(`SELECT ${RUN_COLUMNS} FROM gateway.runs WHERE run_id = $1 AND tenant_id = $2`, [
-      runId,
-      tenantId,
-    ]);
+    const rows: RunRow[] = await this.ds.query(
+      `SELECT ${RUN_COLUMNS} FROM gateway.runs WHERE run_id = $1 AND tenant_id = $2`,
+      [runId, tenantId],
+    );
     return rows[0] ? toRunRecord(rows[0]) : null;
   }
 
@@ -55,36 +55,46 @@ export class RunRepository {
 
   /**
    * Inserts the queued run and its execute event in one transaction: the event is published
-   * (by the outbox relay) if and only if the run exists.
+   * (by the outbox relay) if and only if the run exists. When the run id or the tenant's
+   * idempotency key is taken, nothing is written (ON CONFLICT DO NOTHING: no failed statement, no
+   * aborted transaction) and the caller is told which.
    */
-  async createWithOutbox(run: NewRun, message: NewOutboxMessage): Promise<{ created: true } | { created: false; conflict: RunInsertConflict }> {
-    try {
-      await this.ds.transaction(async (m: EntityManager) => {
-        await m.query(
-          `INSERT INTO gateway.runs (run_id, tenant_id, agent, thread_id, status, input, options, attempts,
-             idempotency_key, request_hash, event_id)
-           VALUES ($1, $2, $3, $4, 'queued', $5::jsonb, $6::jsonb, 0, $7, $8, $9)`,
-          [
-            run.runId,
-            run.tenantId,
-            run.agent,
-            run.threadId,
-            JSON.stringify(run.input ?? null),
-            run.options === undefined ? null : JSON.stringify(run.options),
-            run.idempotencyKey,
-            run.requestHash,
-            run.eventId,
-          ],
-        );
-        await this.outbox.insert(m, message);
-      });
+  async createWithOutbox(
+    run: NewRun,
+    message: NewOutboxMessage,
+  ): Promise<{ created: true } | { created: false; conflict: RunInsertConflict }> {
+    return this.ds.transaction(async (m: EntityManager) => {
+      const inserted: unknown[] = await m.query(
+        `INSERT INTO gateway.runs (run_id, tenant_id, agent, thread_id, status, input, options, attempts,
+           idempotency_key, request_hash, event_id)
+         VALUES ($1, $2, $3, $4, 'queued', $5::jsonb, $6::jsonb, 0, $7, $8, $9)
+         ON CONFLICT DO NOTHING
+         RETURNING 1`,
+        [
+          run.runId,
+          run.tenantId,
+          run.agent,
+          run.threadId,
+          JSON.stringify(run.input ?? null),
+          run.options === undefined ? null : JSON.stringify(run.options),
+          run.idempotencyKey,
+          run.requestHash,
+          run.eventId,
+        ],
+      );
+      if (inserted.length === 0) {
+        const byKey: unknown[] =
+          run.idempotencyKey === null
+            ? []
+            : await m.query(
+                `SELECT 1 FROM gateway.runs WHERE tenant_id = $1 AND idempotency_key = $2`,
+                [run.tenantId, run.idempotencyKey],
+              );
+        return { created: false, conflict: byKey.length > 0 ? 'idempotency-key' : 'run-id' };
+      }
+      await this.outbox.insert(m, message);
       return { created: true };
-    } catch (err) {
-      const conflict = uniqueViolation(err);
-      if (conflict === 'runs_tenant_idempotency_key_uq') return { created: false, conflict: 'idempotency-key' };
-      if (conflict === 'runs_pkey') return { created: false, conflict: 'run-id' };
-      throw err;
-    }
+    });
   }
 
   /** Newest first, keyset-paginated on (created_at, run_id). Returns one page and whether more follow. */
@@ -113,17 +123,10 @@ export class RunRepository {
   }
 
   async threadExists(tenantId: string, threadId: string): Promise<boolean> {
-    const rows: unknown[] = await this.ds.query(`SELECT 1 FROM gateway.runs WHERE tenant_id = $1 AND thread_id = $2 LIMIT 1`, [
-      tenantId,
-      threadId,
-    ]);
+    const rows: unknown[] = await this.ds.query(
+      `SELECT 1 FROM gateway.runs WHERE tenant_id = $1 AND thread_id = $2 LIMIT 1`,
+      [tenantId, threadId],
+    );
     return rows.length > 0;
   }
-}
-
-/** The constraint name of a unique violation (SQLSTATE 23505), if that is what `err` is. */
-export function uniqueViolation(err: unknown): string | undefined {
-  const e = err as { code?: unknown; constraint?: unknown; driverError?: { code?: unknown; constraint?: unknown } };
-  const src = e?.driverError ?? e;
-  return src?.code === '23505' && typeof src.constraint === 'string' ? src.constraint : undefined;
 }

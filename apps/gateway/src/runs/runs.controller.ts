@@ -1,4 +1,15 @@
-import { Body, Controller, Get, Headers, HttpCode, Param, Post, Query, Res, UseFilters } from '@nestjs/common';
+import {
+  Body,
+  Controller,
+  Get,
+  Headers,
+  HttpCode,
+  Param,
+  Post,
+  Query,
+  Res,
+  UseFilters,
+} from '@nestjs/common';
 import type { Response } from 'express';
 import { CurrentPrincipal, RequirePermission, type Principal } from '@aob/auth';
 import { ProblemException, ProblemExceptionFilter } from '../common/problem.exception';
@@ -29,8 +40,12 @@ export class RunsController {
     @Res({ passthrough: true }) res: Response,
   ): Promise<{ runId: string; status: 'queued' }> {
     const result = await this.submission.submit(principal, body, {
-      ...(idempotencyKey === undefined ? {} : { idempotencyKey: parseIdempotencyKey(idempotencyKey) }),
-      ...(validTraceparent(traceparent) === undefined ? {} : { traceparent: validTraceparent(traceparent) }),
+      ...(idempotencyKey === undefined
+        ? {}
+        : { idempotencyKey: parseIdempotencyKey(idempotencyKey) }),
+      ...(validTraceparent(traceparent) === undefined
+        ? {}
+        : { traceparent: validTraceparent(traceparent) }),
     });
     res.setHeader('Location', `/v1/runs/${encodeURIComponent(result.runId)}`);
     return { runId: result.runId, status: result.status };
@@ -38,7 +53,10 @@ export class RunsController {
 
   @Get()
   @RequirePermission('runs:read')
-  list(@CurrentPrincipal() principal: Principal, @Query() query: Record<string, unknown>): Promise<RunPage> {
+  list(
+    @CurrentPrincipal() principal: Principal,
+    @Query() query: Record<string, unknown>,
+  ): Promise<RunPage> {
     return this.query.list(principal.tenantId, parseOrThrow(runListQuerySchema, query, 'query'));
   }
 
@@ -51,7 +69,10 @@ export class RunsController {
   /** Cancellation that reaches workers is the reliability issue's work (README). */
   @Post(':runId/cancel')
   @RequirePermission('runs:cancel')
-  async cancel(@CurrentPrincipal() principal: Principal, @Param('runId') runId: string): Promise<never> {
+  async cancel(
+    @CurrentPrincipal() principal: Principal,
+    @Param('runId') runId: string,
+  ): Promise<never> {
     await this.query.record(principal.tenantId, runId);
     throw new ProblemException(
       501,

@@ -18,7 +18,12 @@ export class ThreadHistoryRepository {
   constructor(@Inject(DataSource) private readonly ds: DataSource) {}
 
   /** Newest first, keyset-paginated on (created_at, checkpoint_id). */
-  async page(tenantId: string, threadId: string, limit: number, after?: PageCursor): Promise<{ items: CheckpointRecord[]; hasMore: boolean }> {
+  async page(
+    tenantId: string,
+    threadId: string,
+    limit: number,
+    after?: PageCursor,
+  ): Promise<{ items: CheckpointRecord[]; hasMore: boolean }> {
     const params: unknown[] = [tenantId, threadId];
     let where = 'tenant_id = $1 AND thread_id = $2';
     if (after) {

@@ -37,10 +37,17 @@ export class ThreadHistoryService {
     if (q.cursor !== undefined) {
       after = decodeCursor(q.cursor);
       // checkpoint ids are uuids: a cursor of another list would fail in SQL otherwise
-      if (!UUID.test(after.id)) throw invalid('cursor is invalid', [{ path: 'cursor', message: 'not a cursor of this list' }]);
+      if (!UUID.test(after.id))
+        throw invalid('cursor is invalid', [
+          { path: 'cursor', message: 'not a cursor of this list' },
+        ]);
     }
     const { items, hasMore } = await this.checkpoints.page(tenantId, threadId, q.limit, after);
-    if (items.length === 0 && after === undefined && !(await this.runs.threadExists(tenantId, threadId))) {
+    if (
+      items.length === 0 &&
+      after === undefined &&
+      !(await this.runs.threadExists(tenantId, threadId))
+    ) {
       throw notFound(`thread ${threadId}`);
     }
     const last = items[items.length - 1];
@@ -53,7 +60,9 @@ export class ThreadHistoryService {
         createdAt: c.createdAt.toISOString(),
         state: c.state,
       })),
-      ...(hasMore && last ? { nextCursor: encodeCursor({ createdAt: last.cursorTs, id: last.checkpointId }) } : {}),
+      ...(hasMore && last
+        ? { nextCursor: encodeCursor({ createdAt: last.cursorTs, id: last.checkpointId }) }
+        : {}),
     };
   }
 }

@@ -15,6 +15,10 @@ export class ThreadsController {
     @Param('threadId') threadId: string,
     @Query() query: Record<string, unknown>,
   ): Promise<{ items: ThreadHistoryItem[]; nextCursor?: string }> {
-    return this.history.history(principal.tenantId, threadId, parseOrThrow(pageQuerySchema, query, 'query'));
+    return this.history.history(
+      principal.tenantId,
+      threadId,
+      parseOrThrow(pageQuerySchema, query, 'query'),
+    );
   }
 }

@@ -23,7 +23,9 @@ export const ECHO_INPUT_SCHEMA = z.toJSONSchema(
 export const CHAT_INPUT_SCHEMA = z.toJSONSchema(
   z.union([
     z.object({
-      messages: z.array(z.object({ role: z.enum(['system', 'user', 'assistant']), content: z.string() })).min(1),
+      messages: z
+        .array(z.object({ role: z.enum(['system', 'user', 'assistant']), content: z.string() }))
+        .min(1),
       system: z.string().optional(),
     }),
     z.object({ prompt: z.string().min(1) }),
@@ -65,12 +67,18 @@ export interface GatewayHarness {
   /** Key prefix of this suite's Redis run streams. */
   redisPrefix: string;
   /** fetch against the gateway with the admin key (pass `key: null` for none). */
-  request(path: string, init?: RequestInit & { key?: string | null; json?: unknown }): Promise<Response>;
+  request(
+    path: string,
+    init?: RequestInit & { key?: string | null; json?: unknown },
+  ): Promise<Response>;
   close(): Promise<void>;
 }
 
 /** A fresh database, the agents registered, and the gateway booted in-process on a free port. */
-export async function startHarness(natsUrl: string, env: Record<string, string> = {}): Promise<GatewayHarness> {
+export async function startHarness(
+  natsUrl: string,
+  env: Record<string, string> = {},
+): Promise<GatewayHarness> {
   const db = await createTestDatabase('aob_gateway');
   await registerAgents(db.url);
   const redisPrefix = uniqueKeyPrefix('gw');
@@ -100,7 +108,11 @@ export async function startHarness(natsUrl: string, env: Record<string, string> 
       const h = new Headers(headers);
       if (key !== null) h.set('x-api-key', key);
       if (json !== undefined) h.set('content-type', 'application/json');
-      return fetch(baseUrl + path, { ...rest, headers: h, ...(json === undefined ? {} : { body: JSON.stringify(json) }) });
+      return fetch(baseUrl + path, {
+        ...rest,
+        headers: h,
+        ...(json === undefined ? {} : { body: JSON.stringify(json) }),
+      });
     },
     async close() {
       await app.close();

@@ -21,7 +21,10 @@ class PausableNatsServer {
   ) {}
 
   static async start(): Promise<PausableNatsServer> {
-    const server = new PausableNatsServer(await freePort(), await mkdtemp(join(tmpdir(), 'aob-gw-nats-')));
+    const server = new PausableNatsServer(
+      await freePort(),
+      await mkdtemp(join(tmpdir(), 'aob-gw-nats-')),
+    );
     await server.resume();
     return server;
   }
@@ -31,7 +34,11 @@ class PausableNatsServer {
   }
 
   async resume(): Promise<void> {
-    this.child = spawn('nats-server', ['-a', '127.0.0.1', '-p', String(this.port), '-js', '-sd', this.storeDir], { stdio: 'ignore' });
+    this.child = spawn(
+      'nats-server',
+      ['-a', '127.0.0.1', '-p', String(this.port), '-js', '-sd', this.storeDir],
+      { stdio: 'ignore' },
+    );
     await waitFor(
       async () => {
         try {
@@ -86,7 +93,10 @@ describe('gateway: the outbox rides out a NATS outage', () => {
 
   it('answers 202 while NATS is down and publishes once it is back', async () => {
     await nats.pause();
-    const res = await gw.request('/v1/runs', { method: 'POST', json: { agent: 'echo', input: { message: 'during outage' } } });
+    const res = await gw.request('/v1/runs', {
+      method: 'POST',
+      json: { agent: 'echo', input: { message: 'during outage' } },
+    });
     expect(res.status).toBe(202);
     const { runId } = (await res.json()) as { runId: string };
     // the row waits in the outbox
@@ -97,14 +107,22 @@ describe('gateway: the outbox rides out a NATS outage', () => {
     expect(((await ready.json()) as { down: string[] }).down).toContain('nats');
 
     await nats.resume();
-    await waitFor(async () => (await sentAt(runId))?.sent_at != null, { what: 'outbox row published', timeoutMs: 30_000 });
+    await waitFor(async () => (await sentAt(runId))?.sent_at != null, {
+      what: 'outbox row published',
+      timeoutMs: 30_000,
+    });
 
     const nc = await connectNats({ url: nats.url, name: 'check' });
     try {
       const jsm = await jetstreamManager(nc);
-      const msg = await jsm.streams.getMessage(STREAMS.AGENT_EXECUTION.name, { last_by_subj: 'agent.execute.echo' });
+      const msg = await jsm.streams.getMessage(STREAMS.AGENT_EXECUTION.name, {
+        last_by_subj: 'agent.execute.echo',
+      });
       expect(msg?.header.get('Nats-Msg-Id')).toBe(runId);
-      expect(JSON.parse(new TextDecoder().decode(msg!.data))).toMatchObject({ runId, input: { message: 'during outage' } });
+      expect(JSON.parse(new TextDecoder().decode(msg!.data))).toMatchObject({
+        runId,
+        input: { message: 'during outage' },
+      });
       const info = await jsm.streams.info(STREAMS.AGENT_EXECUTION.name);
       expect(info.state.messages).toBe(1);
     } finally {

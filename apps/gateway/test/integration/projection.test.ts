@@ -1,6 +1,13 @@
-import { jetstream } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
-import { connectNats, EventPublisher, type EventData, type EventKey } from '@aob/events';
+import {
+  connectNats,
+  CONSUMERS,
+  EventPublisher,
+  STREAMS,
+  type EventData,
+  type EventKey,
+} from '@aob/events';
 import { startNatsServer, waitFor, type TestNatsServer } from '@aob/testing';
 import { startHarness, TENANT, withPg, type GatewayHarness } from './gateway-harness';
 
@@ -14,13 +21,33 @@ describe('gateway: run projection, lists, threads, tenancy', () => {
   let gw: GatewayHarness;
   let nc: NatsConnection;
   let executor: EventPublisher;
+  let jsm: JetStreamManager;
 
   beforeAll(async () => {
     nats = await startNatsServer();
     gw = await startHarness(nats.url);
     nc = await connectNats({ url: nats.url, name: 'fake-executor' });
     executor = new EventPublisher(jetstream(nc), 'aob://agent-executor');
+    jsm = await jetstreamManager(nc);
   });
+
+  /** Every status event published so far has been handled and acknowledged by the projection. */
+  const projectionCaughtUp = () =>
+    waitFor(
+      async () => {
+        const stream = await jsm.streams.info(STREAMS.AGENT_STATUS.name);
+        const c = await jsm.consumers.info(
+          STREAMS.AGENT_STATUS.name,
+          CONSUMERS.gatewayRunStatus.durable,
+        );
+        return (
+          c.ack_floor.stream_seq >= stream.state.last_seq &&
+          c.num_ack_pending === 0 &&
+          c.num_pending === 0
+        );
+      },
+      { what: 'projection caught up' },
+    );
 
   afterAll(async () => {
     await nc?.close();
@@ -38,15 +65,30 @@ describe('gateway: run projection, lists, threads, tenancy', () => {
     return ((await res.json()) as { runId: string }).runId;
   };
 
-  const getRun = async (runId: string) => (await gw.request(`/v1/runs/${runId}`)).json() as Promise<Record<string, unknown>>;
-  const waitForRun = (runId: string, check: (run: Record<string, unknown>) => boolean, what: string) =>
-    waitFor(async () => check(await getRun(runId)), { what, timeoutMs: 10_000 });
+  const getRun = async (runId: string) =>
+    (await gw.request(`/v1/runs/${runId}`)).json() as Promise<Record<string, unknown>>;
+  const waitForRun = (
+    runId: string,
+    check: (run: Record<string, unknown>) => boolean,
+    what: string,
+  ) => waitFor(async () => check(await getRun(runId)), { what, timeoutMs: 10_000 });
 
   it('moves a submitted run through running to completed', async () => {
     const runId = await submit({ agent: 'echo', input: { message: 'hi' } });
-    await emit('agentStarted', `${runId}.started.1`, { runId, agent: 'echo', threadId: runId, attempt: 1 });
+    await emit('agentStarted', `${runId}.started.1`, {
+      runId,
+      agent: 'echo',
+      threadId: runId,
+      attempt: 1,
+    });
     await waitForRun(runId, (r) => r.status === 'running' && r.attempts === 1, 'running');
-    await emit('agentStep', `${runId}.step.1`, { runId, agent: 'echo', threadId: runId, step: 1, checkpointId: 'c1' });
+    await emit('agentStep', `${runId}.step.1`, {
+      runId,
+      agent: 'echo',
+      threadId: runId,
+      step: 1,
+      checkpointId: 'c1',
+    });
     await emit('agentCompleted', `${runId}.completed`, {
       runId,
       agent: 'echo',
@@ -69,12 +111,30 @@ describe('gateway: run projection, lists, threads, tenancy', () => {
 
   it('is order-tolerant and idempotent: a late started never undoes completed, duplicates are harmless', async () => {
     const runId = await submit({ agent: 'echo', input: {} });
-    const completed = { runId, agent: 'echo', threadId: runId, output: 'done', usage, attempts: 2, durationMs: 5 };
+    const completed = {
+      runId,
+      agent: 'echo',
+      threadId: runId,
+      output: 'done',
+      usage,
+      attempts: 2,
+      durationMs: 5,
+    };
     await emit('agentCompleted', `${runId}.completed`, completed);
     await waitForRun(runId, (r) => r.status === 'completed', 'completed first');
     // publishes with other ids, so JetStream does not de-duplicate them: the projection must
-    await emit('agentStarted', `${runId}.started.1`, { runId, agent: 'echo', threadId: runId, attempt: 1 });
-    await emit('agentStarted', `${runId}.started.3`, { runId, agent: 'echo', threadId: runId, attempt: 3 });
+    await emit('agentStarted', `${runId}.started.1`, {
+      runId,
+      agent: 'echo',
+      threadId: runId,
+      attempt: 1,
+    });
+    await emit('agentStarted', `${runId}.started.3`, {
+      runId,
+      agent: 'echo',
+      threadId: runId,
+      attempt: 3,
+    });
     await emit('agentCompleted', `${runId}.completed-again`, { ...completed, output: 'other' });
     await emit('agentFailed', `${runId}.failed`, {
       runId,
@@ -84,16 +144,18 @@ describe('gateway: run projection, lists, threads, tenancy', () => {
       attempts: 3,
       deadLettered: true,
     });
-    // a marker event on another run, published after: once it is projected, the others were too
-    const marker = await submit({ agent: 'echo', input: {} });
-    await emit('agentStarted', `${marker}.started.1`, { runId: marker, agent: 'echo', threadId: marker, attempt: 1 });
-    await waitForRun(marker, (r) => r.status === 'running', 'marker');
+    await projectionCaughtUp();
     expect(await getRun(runId)).toMatchObject({ status: 'completed', output: 'done', attempts: 2 });
   });
 
   it('records failures with the error and attempts', async () => {
     const runId = await submit({ agent: 'echo', input: { fail: 'permanent' } });
-    await emit('agentStarted', `${runId}.started.1`, { runId, agent: 'echo', threadId: runId, attempt: 1 });
+    await emit('agentStarted', `${runId}.started.1`, {
+      runId,
+      agent: 'echo',
+      threadId: runId,
+      attempt: 1,
+    });
     await emit('agentFailed', `${runId}.failed`, {
       runId,
       agent: 'echo',
@@ -106,14 +168,26 @@ describe('gateway: run projection, lists, threads, tenancy', () => {
     expect(await getRun(runId)).toMatchObject({
       status: 'failed',
       attempts: 1,
-      error: { code: 'AgentFailed', message: 'permanent failure', retryable: false, deadLettered: false },
+      error: {
+        code: 'AgentFailed',
+        message: 'permanent failure',
+        retryable: false,
+        deadLettered: false,
+      },
     });
   });
 
   it('creates the run of a request submitted straight to the bus from its status events', async () => {
     const runId = 'bus-only-run-1';
-    await emit('agentStarted', `${runId}.started.1`, { runId, agent: 'chat', threadId: 'bus-thread', attempt: 1 });
-    await waitFor(async () => (await gw.request(`/v1/runs/${runId}`)).status === 200, { what: 'bus-only run' });
+    await emit('agentStarted', `${runId}.started.1`, {
+      runId,
+      agent: 'chat',
+      threadId: 'bus-thread',
+      attempt: 1,
+    });
+    await waitFor(async () => (await gw.request(`/v1/runs/${runId}`)).status === 200, {
+      what: 'bus-only run',
+    });
     expect(await getRun(runId)).toMatchObject({
       runId,
       tenantId: TENANT,
@@ -127,11 +201,19 @@ describe('gateway: run projection, lists, threads, tenancy', () => {
 
   it("never lets an event of one tenant touch another tenant's run, and answers 404 across tenants", async () => {
     const runId = 'tenant-b-run';
-    await emit('agentStarted', `${runId}.started.1`, { runId, agent: 'echo', threadId: 'tb-thread', attempt: 1 }, OTHER_TENANT);
+    await emit(
+      'agentStarted',
+      `${runId}.started.1`,
+      { runId, agent: 'echo', threadId: 'tb-thread', attempt: 1 },
+      OTHER_TENANT,
+    );
     await waitFor(
       async () =>
-        (await withPg(gw.db.url, (pg) => pg.query(`SELECT status FROM gateway.runs WHERE run_id = $1`, [runId]))).rows[0]?.status ===
-        'running',
+        (
+          await withPg(gw.db.url, (pg) =>
+            pg.query(`SELECT status FROM gateway.runs WHERE run_id = $1`, [runId]),
+          )
+        ).rows[0]?.status === 'running',
       { what: 'tenant B run' },
     );
     // the bootstrap key is tenant A: B's run does not exist for it
@@ -147,18 +229,59 @@ describe('gateway: run projection, lists, threads, tenancy', () => {
       attempts: 1,
       durationMs: 1,
     });
-    const marker = await submit({ agent: 'echo', input: {} });
-    await emit('agentStarted', `${marker}.started.1`, { runId: marker, agent: 'echo', threadId: marker, attempt: 1 });
-    await waitForRun(marker, (r) => r.status === 'running', 'marker');
+    await projectionCaughtUp();
     const row = (
-      await withPg(gw.db.url, (pg) => pg.query(`SELECT tenant_id, status, output FROM gateway.runs WHERE run_id = $1`, [runId]))
+      await withPg(gw.db.url, (pg) =>
+        pg.query(`SELECT tenant_id, status, output FROM gateway.runs WHERE run_id = $1`, [runId]),
+      )
     ).rows[0];
     expect(row).toEqual({ tenant_id: OTHER_TENANT, status: 'running', output: null });
     // B's runs never show in A's list
-    const list = (await (await gw.request('/v1/runs?limit=100')).json()) as { items: { tenantId: string }[] };
+    const list = (await (await gw.request('/v1/runs?limit=100')).json()) as {
+      items: { tenantId: string }[];
+    };
     expect(list.items.every((r) => r.tenantId === TENANT)).toBe(true);
     // nor B's threads
     expect((await gw.request('/v1/threads/tb-thread/history')).status).toBe(404);
+  });
+
+  it('terminates a status event without tenantid and records why (it can never be attributed)', async () => {
+    const runId = 'no-tenant-run';
+    await executor.publish(
+      'agentStarted',
+      { runId, agent: 'echo', threadId: runId, attempt: 1 },
+      { id: `${runId}.started.1`, ceSubject: runId },
+    );
+    await waitFor(
+      async () =>
+        (
+          await withPg(gw.db.url, (pg) =>
+            pg.query(`SELECT 1 FROM dlq.terminations WHERE event_id = $1`, [`${runId}.started.1`]),
+          )
+        ).rows.length === 1,
+      { what: 'termination recorded' },
+    );
+    const [record] = (
+      await withPg(gw.db.url, (pg) =>
+        pg.query(
+          `SELECT stream, consumer, code, reason FROM dlq.terminations WHERE event_id = $1`,
+          [`${runId}.started.1`],
+        ),
+      )
+    ).rows;
+    expect(record).toMatchObject({
+      stream: 'AGENT_STATUS',
+      consumer: 'gateway-run-status',
+      code: 'InvalidEvent',
+    });
+    expect(record.reason).toMatch(/tenantid/);
+    expect(
+      (
+        await withPg(gw.db.url, (pg) =>
+          pg.query(`SELECT 1 FROM gateway.runs WHERE run_id = $1`, [runId]),
+        )
+      ).rows,
+    ).toHaveLength(0);
   });
 
   describe('GET /v1/runs', () => {
@@ -166,7 +289,8 @@ describe('gateway: run projection, lists, threads, tenancy', () => {
 
     beforeAll(async () => {
       agentRuns = [];
-      for (let i = 0; i < 5; i++) agentRuns.push(await submit({ agent: 'chat', input: { prompt: `p${i}` } }));
+      for (let i = 0; i < 5; i++)
+        agentRuns.push(await submit({ agent: 'chat', input: { prompt: `p${i}` } }));
     });
 
     it('pages newest first with an opaque cursor, without gaps or repeats', async () => {
@@ -174,9 +298,14 @@ describe('gateway: run projection, lists, threads, tenancy', () => {
       let cursor: string | undefined;
       let pages = 0;
       do {
-        const res = await gw.request(`/v1/runs?agent=chat&limit=2${cursor ? `&cursor=${cursor}` : ''}`);
+        const res = await gw.request(
+          `/v1/runs?agent=chat&limit=2${cursor ? `&cursor=${cursor}` : ''}`,
+        );
         expect(res.status).toBe(200);
-        const body = (await res.json()) as { items: { runId: string; agent: string; createdAt: string }[]; nextCursor?: string };
+        const body = (await res.json()) as {
+          items: { runId: string; agent: string; createdAt: string }[];
+          nextCursor?: string;
+        };
         expect(body.items.length).toBeLessThanOrEqual(2);
         seen.push(...body.items.map((r) => r.runId));
         cursor = body.nextCursor;
@@ -189,12 +318,21 @@ describe('gateway: run projection, lists, threads, tenancy', () => {
     });
 
     it('filters by status', async () => {
-      const body = (await (await gw.request('/v1/runs?status=completed&limit=100')).json()) as { items: { status: string }[] };
+      const body = (await (await gw.request('/v1/runs?status=completed&limit=100')).json()) as {
+        items: { status: string }[];
+      };
       expect(body.items.length).toBeGreaterThan(0);
       expect(body.items.every((r) => r.status === 'completed')).toBe(true);
     });
 
-    it.each(['status=done', 'agent=Bad Agent', 'limit=0', 'limit=101', 'limit=ten', 'cursor=nonsense!'])('answers 400 for %s', async (q) => {
+    it.each([
+      'status=done',
+      'agent=Bad Agent',
+      'limit=0',
+      'limit=101',
+      'limit=ten',
+      'cursor=nonsense!',
+    ])('answers 400 for %s', async (q) => {
       const res = await gw.request(`/v1/runs?${q}`);
       expect(res.status).toBe(400);
       expect(await res.json()).toMatchObject({ code: 'InvalidRequest' });
@@ -213,19 +351,34 @@ describe('gateway: run projection, lists, threads, tenancy', () => {
           );
         }
         // another tenant's checkpoint in a thread of the same name stays invisible
-        await pg.query(`INSERT INTO executor.checkpoints (tenant_id, thread_id, run_id, step, state) VALUES ($1, $2, 'x-run', 1, '{}')`, [
-          OTHER_TENANT,
-          threadId,
-        ]);
+        await pg.query(
+          `INSERT INTO executor.checkpoints (tenant_id, thread_id, run_id, step, state) VALUES ($1, $2, 'x-run', 1, '{}')`,
+          [OTHER_TENANT, threadId],
+        );
       });
-      const first = (await (await gw.request(`/v1/threads/${threadId}/history?limit=2`)).json()) as {
-        items: { runId: string; step: number; state: unknown; checkpointId: string; createdAt: string }[];
+      const first = (await (
+        await gw.request(`/v1/threads/${threadId}/history?limit=2`)
+      ).json()) as {
+        items: {
+          runId: string;
+          step: number;
+          state: unknown;
+          checkpointId: string;
+          createdAt: string;
+        }[];
         nextCursor?: string;
       };
       expect(first.items.map((i) => i.step)).toEqual([3, 2]);
-      expect(first.items[0]).toMatchObject({ runId, state: { done: 3 }, checkpointId: expect.any(String), createdAt: expect.any(String) });
+      expect(first.items[0]).toMatchObject({
+        runId,
+        state: { done: 3 },
+        checkpointId: expect.any(String),
+        createdAt: expect.any(String),
+      });
       expect(first.nextCursor).toBeDefined();
-      const second = (await (await gw.request(`/v1/threads/${threadId}/history?limit=2&cursor=${first.nextCursor}`)).json()) as {
+      const second = (await (
+        await gw.request(`/v1/threads/${threadId}/history?limit=2&cursor=${first.nextCursor}`)
+      ).json()) as {
         items: { step: number; runId: string }[];
         nextCursor?: string;
       };
@@ -236,7 +389,9 @@ describe('gateway: run projection, lists, threads, tenancy', () => {
 
     it('answers an empty list for a thread with runs but no checkpoints yet, 404 for unknown threads, 400 for bad ids', async () => {
       await submit({ agent: 'echo', input: {}, threadId: 'thread-empty' });
-      expect(await (await gw.request('/v1/threads/thread-empty/history')).json()).toEqual({ items: [] });
+      expect(await (await gw.request('/v1/threads/thread-empty/history')).json()).toEqual({
+        items: [],
+      });
       expect((await gw.request('/v1/threads/no-such-thread/history')).status).toBe(404);
       expect((await gw.request('/v1/threads/%20bad/history')).status).toBe(400);
     });

@@ -36,10 +36,21 @@ describe('gateway: GET /v1/runs/:runId/events (SSE)', () => {
   });
 
   const submit = async () => {
-    const res = await gw.request('/v1/runs', { method: 'POST', json: { agent: 'echo', input: { message: 'sse' } } });
+    const res = await gw.request('/v1/runs', {
+      method: 'POST',
+      json: { agent: 'echo', input: { message: 'sse' } },
+    });
     return ((await res.json()) as { runId: string }).runId;
   };
-  const result = (runId: string) => ({ runId, agent: 'echo', threadId: runId, output: { echo: 'sse' }, usage, attempts: 1, durationMs: 3 });
+  const result = (runId: string) => ({
+    runId,
+    agent: 'echo',
+    threadId: runId,
+    output: { echo: 'sse' },
+    usage,
+    attempts: 1,
+    durationMs: 3,
+  });
 
   it('streams the backlog and live entries with ids, and ends after the terminal event', async () => {
     const runId = await submit();
@@ -57,7 +68,14 @@ describe('gateway: GET /v1/runs/:runId/events (SSE)', () => {
     // anything after the terminal event is not sent: the response has ended
     await stream.append(runId, 'token', { text: 'late' });
     const events = eventsOf(await reading);
-    expect(events.map((e) => e.event)).toEqual(['status', 'status', 'token', 'token', 'step', 'completed']);
+    expect(events.map((e) => e.event)).toEqual([
+      'status',
+      'status',
+      'token',
+      'token',
+      'step',
+      'completed',
+    ]);
     expect(events[0]?.data).toEqual({ status: 'queued', attempt: 0 });
     expect(events[1]?.data).toEqual({ status: 'running', attempt: 1 });
     expect(events[2]?.data).toEqual({ text: 'he' });
@@ -77,18 +95,32 @@ describe('gateway: GET /v1/runs/:runId/events (SSE)', () => {
     const all = await stream.range(runId);
     const resumeAt = ids[1]!;
     const expected = all.slice(all.findIndex((e) => e.id === resumeAt) + 1).map((e) => e.id);
-    const viaHeader = eventsOf(await readSse(await gw.request(`/v1/runs/${runId}/events`, { headers: { 'last-event-id': resumeAt } })));
+    const viaHeader = eventsOf(
+      await readSse(
+        await gw.request(`/v1/runs/${runId}/events`, { headers: { 'last-event-id': resumeAt } }),
+      ),
+    );
     expect(viaHeader.map((e) => e.id)).toEqual(expected);
     expect(viaHeader.map((e) => e.event)).toEqual(['token', 'completed']);
-    const viaQuery = eventsOf(await readSse(await gw.request(`/v1/runs/${runId}/events?lastEventId=${resumeAt}`)));
+    const viaQuery = eventsOf(
+      await readSse(await gw.request(`/v1/runs/${runId}/events?lastEventId=${resumeAt}`)),
+    );
     expect(viaQuery.map((e) => e.id)).toEqual(expected);
-    expect((await gw.request(`/v1/runs/${runId}/events`, { headers: { 'last-event-id': 'nonsense' } })).status).toBe(400);
+    expect(
+      (await gw.request(`/v1/runs/${runId}/events`, { headers: { 'last-event-id': 'nonsense' } }))
+        .status,
+    ).toBe(400);
   });
 
   it('sends keep-alive comments while the run is quiet', async () => {
     const runId = await submit();
-    const items = await readSse(await gw.request(`/v1/runs/${runId}/events`), (seen) => seen.filter((i) => i.kind === 'comment').length >= 2);
-    expect(items.filter((i) => i.kind === 'comment' && i.text === 'keep-alive').length).toBeGreaterThanOrEqual(2);
+    const items = await readSse(
+      await gw.request(`/v1/runs/${runId}/events`),
+      (seen) => seen.filter((i) => i.kind === 'comment').length >= 2,
+    );
+    expect(
+      items.filter((i) => i.kind === 'comment' && i.text === 'keep-alive').length,
+    ).toBeGreaterThanOrEqual(2);
   });
 
   it('stops reading Redis when the client goes away', async () => {
@@ -97,24 +129,44 @@ describe('gateway: GET /v1/runs/:runId/events (SSE)', () => {
     const controller = new AbortController();
     const res = await gw.request(`/v1/runs/${runId}/events`, { signal: controller.signal });
     expect(res.status).toBe(200);
-    await waitFor(async () => (await redisClientCount()) > clientsBefore, { what: 'follow connection opened' });
-    controller.abort();
-    await waitFor(async () => (await redisClientCount()) <= clientsBefore, { what: 'follow connection closed', timeoutMs: 5_000 });
-    await waitFor(async () => /^aob_gateway_sse_streams 0$/m.test(await (await gw.request('/metrics', { key: null })).text()), {
-      what: 'no open SSE stream',
+    await waitFor(async () => (await redisClientCount()) > clientsBefore, {
+      what: 'follow connection opened',
     });
+    controller.abort();
+    await waitFor(async () => (await redisClientCount()) <= clientsBefore, {
+      what: 'follow connection closed',
+      timeoutMs: 5_000,
+    });
+    await waitFor(
+      async () =>
+        /^aob_gateway_sse_streams 0$/m.test(
+          await (await gw.request('/metrics', { key: null })).text(),
+        ),
+      {
+        what: 'no open SSE stream',
+      },
+    );
   });
 
   it('synthesizes the terminal event from Postgres when the Redis stream is gone', async () => {
     const runId = await submit();
-    await new EventPublisher(jetstream(nc), 'aob://agent-executor').publish('agentCompleted', result(runId), {
-      id: `${runId}.completed`,
-      tenantId: TENANT,
-      ceSubject: runId,
-    });
-    await waitFor(async () => ((await (await gw.request(`/v1/runs/${runId}`)).json()) as { status: string }).status === 'completed', {
-      what: 'completed in Postgres',
-    });
+    await new EventPublisher(jetstream(nc), 'aob://agent-executor').publish(
+      'agentCompleted',
+      result(runId),
+      {
+        id: `${runId}.completed`,
+        tenantId: TENANT,
+        ceSubject: runId,
+      },
+    );
+    await waitFor(
+      async () =>
+        ((await (await gw.request(`/v1/runs/${runId}`)).json()) as { status: string }).status ===
+        'completed',
+      {
+        what: 'completed in Postgres',
+      },
+    );
     await redis.del(stream.key(runId));
     const events = eventsOf(await readSse(await gw.request(`/v1/runs/${runId}/events`)));
     expect(events).toEqual([{ kind: 'event', event: 'completed', data: result(runId) }]);
@@ -133,16 +185,22 @@ describe('gateway: GET /v1/runs/:runId/events (SSE)', () => {
     );
     const events = eventsOf(await reading);
     expect(events.map((e) => e.event)).toEqual(['status', 'failed']);
-    expect(events[1]?.data).toMatchObject({ runId, error: { code: 'AgentFailed' }, attempts: 2, deadLettered: true });
+    expect(events[1]?.data).toMatchObject({
+      runId,
+      error: { code: 'AgentFailed' },
+      attempts: 2,
+      deadLettered: true,
+    });
   });
 
   it('answers 404 for unknown runs and 400 for bad ids', async () => {
     expect((await gw.request('/v1/runs/nope/events')).status).toBe(404);
-    expect((await gw.request('/v1/runs/%2E%2E/events')).status).toBe(400);
+    expect((await gw.request('/v1/runs/-leading-dash/events')).status).toBe(400);
   });
 
   async function redisClientCount(): Promise<number> {
     const list = (await redis.client('LIST')) as string;
-    return list.split('\n').filter((l) => l.includes('name=aob-gateway') && l.includes('cmd=xread')).length;
+    return list.split('\n').filter((l) => l.includes('name=aob-gateway') && l.includes('cmd=xread'))
+      .length;
   }
 });

@@ -5,6 +5,8 @@ import { startNatsServer, waitFor, type TestNatsServer } from '@aob/testing';
 import { startHarness, TENANT, withPg, type GatewayHarness } from './gateway-harness';
 import { CONTRACT_OPERATIONS } from '../contract-operations';
 import committedOpenApi from '../../openapi.json';
+import { OutboxRelay } from '../../src/outbox/outbox-relay';
+import { OutboxRepository } from '../../src/outbox/outbox.repository';
 
 jest.setTimeout(60_000);
 
@@ -29,7 +31,12 @@ describe('gateway: submitting runs', () => {
 
   const outboxRows = (runId?: string) =>
     withPg(gw.db.url, async (pg) => {
-      const { rows } = await pg.query<{ event_id: string; subject: string; sent_at: Date | null; headers: Record<string, string> }>(
+      const { rows } = await pg.query<{
+        event_id: string;
+        subject: string;
+        sent_at: Date | null;
+        headers: Record<string, string>;
+      }>(
         `SELECT o.event_id, o.subject, o.sent_at, o.headers FROM gateway.outbox o
            LEFT JOIN gateway.runs r ON r.event_id = o.event_id
           WHERE $1::text IS NULL OR r.run_id = $1 ORDER BY o.id`,
@@ -42,7 +49,9 @@ describe('gateway: submitting runs', () => {
   async function executeMessageOf(runId: string) {
     const [row] = await outboxRows(runId);
     if (!row) throw new Error(`no outbox row for ${runId}`);
-    await waitFor(async () => (await outboxRows(runId))[0]?.sent_at != null, { what: 'outbox row sent' });
+    await waitFor(async () => (await outboxRows(runId))[0]?.sent_at != null, {
+      what: 'outbox row sent',
+    });
     const info = await jsm.streams.info(STREAMS.AGENT_EXECUTION.name);
     for (let seq = info.state.last_seq; seq >= info.state.first_seq && seq > 0; seq--) {
       const m = await jsm.streams.getMessage(STREAMS.AGENT_EXECUTION.name, { seq });
@@ -54,7 +63,11 @@ describe('gateway: submitting runs', () => {
   describe('auth and request hygiene', () => {
     it('answers 401 problem+json without credentials and with a wrong key', async () => {
       for (const key of [null, 'wrong-key-wrong-key-wrong']) {
-        const res = await gw.request('/v1/runs', { method: 'POST', key, json: { agent: 'echo', input: {} } });
+        const res = await gw.request('/v1/runs', {
+          method: 'POST',
+          key,
+          json: { agent: 'echo', input: {} },
+        });
         expect(res.status).toBe(401);
         expect(res.headers.get('content-type')).toMatch(/^application\/problem\+json/);
         expect(await res.json()).toMatchObject({ status: 401, code: 'Unauthorized' });
@@ -78,7 +91,11 @@ describe('gateway: submitting runs', () => {
       expect(big.status).toBe(413);
       expect(await big.json()).toMatchObject({ status: 413, code: 'PayloadTooLarge' });
 
-      const bad = await gw.request('/v1/runs', { method: 'POST', body: '{"agent":', headers: { 'content-type': 'application/json' } });
+      const bad = await gw.request('/v1/runs', {
+        method: 'POST',
+        body: '{"agent":',
+        headers: { 'content-type': 'application/json' },
+      });
       expect(bad.status).toBe(400);
       expect(bad.headers.get('content-type')).toMatch(/^application\/problem\+json/);
     });
@@ -99,27 +116,54 @@ describe('gateway: submitting runs', () => {
 
   describe('POST /v1/runs', () => {
     it('answers 400 with the zod issues for an invalid body', async () => {
-      const res = await gw.request('/v1/runs', { method: 'POST', json: { agent: 'Not An Agent', runId: '../etc', options: { tier: 'huge' } } });
+      const res = await gw.request('/v1/runs', {
+        method: 'POST',
+        json: { agent: 'Not An Agent', runId: '../etc', options: { tier: 'huge' } },
+      });
       expect(res.status).toBe(400);
       const p = (await res.json()) as { code: string; errors: { path: string; message: string }[] };
       expect(p.code).toBe('InvalidRequest');
-      expect(p.errors.map((e) => e.path).sort()).toEqual(['agent', 'input', 'options.tier', 'runId']);
+      expect(p.errors.map((e) => e.path).sort()).toEqual([
+        'agent',
+        'input',
+        'options.tier',
+        'runId',
+      ]);
     });
 
     it('answers 400 unknown-agent for an agent no executor registered', async () => {
-      const res = await gw.request('/v1/runs', { method: 'POST', json: { agent: 'nobody', input: {} } });
+      const res = await gw.request('/v1/runs', {
+        method: 'POST',
+        json: { agent: 'nobody', input: {} },
+      });
       expect(res.status).toBe(400);
-      expect(await res.json()).toMatchObject({ code: 'UnknownAgent', type: expect.stringMatching(/\/unknown-agent$/) });
+      expect(await res.json()).toMatchObject({
+        code: 'UnknownAgent',
+        type: expect.stringMatching(/\/unknown-agent$/),
+      });
     });
 
     it("answers 400 when the input does not match the agent's input schema", async () => {
-      const res = await gw.request('/v1/runs', { method: 'POST', json: { agent: 'echo', input: { delayMs: 'soon' } } });
+      const res = await gw.request('/v1/runs', {
+        method: 'POST',
+        json: { agent: 'echo', input: { delayMs: 'soon' } },
+      });
       expect(res.status).toBe(400);
       const p = (await res.json()) as { errors: { path: string }[] };
       expect(p.errors).toEqual([expect.objectContaining({ path: 'input.delayMs' })]);
-      const chat = await gw.request('/v1/runs', { method: 'POST', json: { agent: 'chat', input: { messages: [] } } });
+      const chat = await gw.request('/v1/runs', {
+        method: 'POST',
+        json: { agent: 'chat', input: { messages: [] } },
+      });
       expect(chat.status).toBe(400);
-      expect((await gw.request('/v1/runs', { method: 'POST', json: { agent: 'chat', input: { prompt: 'hi' } } })).status).toBe(202);
+      expect(
+        (
+          await gw.request('/v1/runs', {
+            method: 'POST',
+            json: { agent: 'chat', input: { prompt: 'hi' } },
+          })
+        ).status,
+      ).toBe(202);
     });
 
     it('answers 202, stores the run and an outbox row, and publishes the binary CloudEvent', async () => {
@@ -174,7 +218,10 @@ describe('gateway: submitting runs', () => {
       expect(await first.json()).toEqual({ runId: 'my-run-1', status: 'queued' });
       const { msg, eventId } = await executeMessageOf('my-run-1');
       expect(eventId).not.toBe('my-run-1');
-      expect(JSON.parse(new TextDecoder().decode(msg.data))).toMatchObject({ runId: 'my-run-1', threadId: 'thread-9' });
+      expect(JSON.parse(new TextDecoder().decode(msg.data))).toMatchObject({
+        runId: 'my-run-1',
+        threadId: 'thread-9',
+      });
 
       const again = await gw.request('/v1/runs', { method: 'POST', json });
       expect(again.status).toBe(409);
@@ -198,25 +245,66 @@ describe('gateway: submitting runs', () => {
       expect(second.headers.get('location')).toBe(`/v1/runs/${runId}`);
       expect(await outboxRows(runId)).toHaveLength(1);
 
-      const other = await gw.request('/v1/runs', { method: 'POST', json: { agent: 'echo', input: { message: 'twice' } }, headers });
+      const other = await gw.request('/v1/runs', {
+        method: 'POST',
+        json: { agent: 'echo', input: { message: 'twice' } },
+        headers,
+      });
       expect(other.status).toBe(422);
       expect(other.headers.get('content-type')).toMatch(/^application\/problem\+json/);
-      expect(await other.json()).toMatchObject({ status: 422, code: 'IdempotencyKeyReused', runId });
+      expect(await other.json()).toMatchObject({
+        status: 422,
+        code: 'IdempotencyKeyReused',
+        runId,
+      });
 
-      const badKey = await gw.request('/v1/runs', { method: 'POST', json, headers: { 'idempotency-key': 'k'.repeat(256) } });
+      const badKey = await gw.request('/v1/runs', {
+        method: 'POST',
+        json,
+        headers: { 'idempotency-key': 'k'.repeat(256) },
+      });
       expect(badKey.status).toBe(400);
     });
 
     it('answers concurrent submissions with one Idempotency-Key with one run', async () => {
       const headers = { 'idempotency-key': 'burst-1' };
       const answers = await Promise.all(
-        Array.from({ length: 8 }, () => gw.request('/v1/runs', { method: 'POST', json: { agent: 'echo', input: { n: 1 } }, headers })),
+        Array.from({ length: 8 }, () =>
+          gw.request('/v1/runs', {
+            method: 'POST',
+            json: { agent: 'echo', input: { n: 1 } },
+            headers,
+          }),
+        ),
       );
       expect(answers.map((a) => a.status)).toEqual(Array(8).fill(202));
-      const ids = new Set(await Promise.all(answers.map(async (a) => ((await a.json()) as { runId: string }).runId)));
+      const ids = new Set(
+        await Promise.all(answers.map(async (a) => ((await a.json()) as { runId: string }).runId)),
+      );
       expect(ids.size).toBe(1);
       expect(await outboxRows([...ids][0])).toHaveLength(1);
     });
+  });
+
+  it('prunes sent outbox rows older than the retention, and never unsent ones', async () => {
+    const relay = gw.app.get(OutboxRelay);
+    await relay.idle();
+    const before = await outboxRows();
+    expect(before.length).toBeGreaterThan(1);
+    await withPg(gw.db.url, async (pg) => {
+      await pg.query(
+        `UPDATE gateway.outbox SET sent_at = now() - interval '25 hours' WHERE event_id = $1`,
+        [before[0]!.event_id],
+      );
+      await pg.query(
+        `UPDATE gateway.outbox SET sent_at = NULL, created_at = now() - interval '30 hours' WHERE event_id = $1`,
+        [before[1]!.event_id],
+      );
+    });
+    expect(await gw.app.get(OutboxRepository).pruneSent(gw.config.OUTBOX_RETENTION_HOURS)).toBe(1);
+    const after = (await outboxRows()).map((r) => r.event_id);
+    expect(after).not.toContain(before[0]!.event_id);
+    expect(after).toContain(before[1]!.event_id);
   });
 
   describe('GET routes', () => {
@@ -229,14 +317,22 @@ describe('gateway: submitting runs', () => {
 
     it('lists the registered agents with their input schemas', async () => {
       const res = await gw.request('/v1/agents');
-      const body = (await res.json()) as { items: { name: string; inputSchema: { type?: string } }[] };
+      const body = (await res.json()) as {
+        items: { name: string; inputSchema: { type?: string } }[];
+      };
       expect(body.items.map((a) => a.name)).toEqual(['chat', 'echo']);
-      expect(body.items[1]).toMatchObject({ name: 'echo', version: '1', description: expect.any(String) });
+      expect(body.items[1]).toMatchObject({
+        name: 'echo',
+        version: '1',
+        description: expect.any(String),
+      });
       expect(body.items[1]?.inputSchema.type).toBe('object');
     });
 
     it('answers 501 for cancel (not implemented yet) and 404 for an unknown run', async () => {
-      const created = (await (await gw.request('/v1/runs', { method: 'POST', json: { agent: 'echo', input: {} } })).json()) as { runId: string };
+      const created = (await (
+        await gw.request('/v1/runs', { method: 'POST', json: { agent: 'echo', input: {} } })
+      ).json()) as { runId: string };
       const res = await gw.request(`/v1/runs/${created.runId}/cancel`, { method: 'POST' });
       expect(res.status).toBe(501);
       expect(await res.json()).toMatchObject({ code: 'NotImplemented', status: 501 });
@@ -246,10 +342,15 @@ describe('gateway: submitting runs', () => {
     it('serves /openapi.json without credentials, equal to the committed document', async () => {
       const res = await gw.request('/openapi.json', { key: null });
       expect(res.status).toBe(200);
-      const doc = (await res.json()) as { openapi: string; paths: Record<string, Record<string, unknown>> };
+      const doc = (await res.json()) as {
+        openapi: string;
+        paths: Record<string, Record<string, unknown>>;
+      };
       expect(doc).toEqual(committedOpenApi);
       expect(doc.openapi).toBe('3.1.0');
-      const ops = Object.entries(doc.paths).flatMap(([p, methods]) => Object.keys(methods).map((m) => `${m} ${p}`));
+      const ops = Object.entries(doc.paths).flatMap(([p, methods]) =>
+        Object.keys(methods).map((m) => `${m} ${p}`),
+      );
       expect(ops.sort()).toEqual([...CONTRACT_OPERATIONS].sort());
     });
   });

@@ -1,11 +1,16 @@
 /** One parsed Server-Sent Event, or a comment line. */
-export type SseItem = { kind: 'event'; id?: string; event: string; data: unknown } | { kind: 'comment'; text: string };
+export type SseItem =
+  { kind: 'event'; id?: string; event: string; data: unknown } | { kind: 'comment'; text: string };
 
 /**
  * Reads an SSE response body to its end (or until `until` says stop), parsing events and comments
  * per the HTML spec's field rules (enough of them for these tests).
  */
-export async function readSse(res: Response, until?: (items: SseItem[]) => boolean, timeoutMs = 10_000): Promise<SseItem[]> {
+export async function readSse(
+  res: Response,
+  until?: (items: SseItem[]) => boolean,
+  timeoutMs = 10_000,
+): Promise<SseItem[]> {
   if (!res.body) throw new Error('no body');
   const reader = res.body.getReader();
   const decoder = new TextDecoder();
@@ -54,4 +59,5 @@ export async function readSse(res: Response, until?: (items: SseItem[]) => boole
   return items;
 }
 
-export const eventsOf = (items: SseItem[]) => items.filter((i): i is Extract<SseItem, { kind: 'event' }> => i.kind === 'event');
+export const eventsOf = (items: SseItem[]) =>
+  items.filter((i): i is Extract<SseItem, { kind: 'event' }> => i.kind === 'event');

@@ -1,7 +1,13 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { CatalogError, DEFAULT_CATALOG_PATH, loadCatalog, parseCatalog, validateCatalog } from './catalog-loader';
+import {
+  CatalogError,
+  DEFAULT_CATALOG_PATH,
+  loadCatalog,
+  parseCatalog,
+  validateCatalog,
+} from './catalog-loader';
 
 const deployment = (over: Record<string, unknown> = {}) => ({
   name: 'local-fast',
@@ -51,7 +57,11 @@ describe('catalog loader', () => {
     });
     expect(catalog.fallbacks).toEqual({});
     const partial = validateCatalog({ deployments: [deployment({ simulate: { ttftMs: 0 } })] });
-    expect(partial.deployments[0]?.simulate).toEqual({ ttftMs: 0, tokensPerSecond: 400, maxOutputTokens: 256 });
+    expect(partial.deployments[0]?.simulate).toEqual({
+      ttftMs: 0,
+      tokensPerSecond: 400,
+      maxOutputTokens: 256,
+    });
   });
 
   it('reads YAML and JSON files alike', () => {
@@ -60,7 +70,10 @@ describe('catalog loader', () => {
     writeFileSync(json, JSON.stringify({ deployments: [deployment()] }));
     expect(loadCatalog(json).deployments[0]?.name).toBe('local-fast');
     const yaml = path.join(dir, 'catalog.yml');
-    writeFileSync(yaml, 'deployments:\n  - {name: a, provider: local, model: m, inputCostPer1M: 1, outputCostPer1M: 2}\n');
+    writeFileSync(
+      yaml,
+      'deployments:\n  - {name: a, provider: local, model: m, inputCostPer1M: 1, outputCostPer1M: 2}\n',
+    );
     expect(loadCatalog(yaml).deployments[0]?.name).toBe('a');
   });
 
@@ -68,7 +81,13 @@ describe('catalog loader', () => {
     const catalog = validateCatalog({
       deployments: [
         deployment(),
-        deployment({ name: 'vllm', provider: 'openai', baseUrl: 'http://vllm:8000/v1', apiKeyEnv: 'VLLM_API_KEY', tier: 'quality' }),
+        deployment({
+          name: 'vllm',
+          provider: 'openai',
+          baseUrl: 'http://vllm:8000/v1',
+          apiKeyEnv: 'VLLM_API_KEY',
+          tier: 'quality',
+        }),
         deployment({ name: 'claude', provider: 'anthropic', tier: 'quality' }),
       ],
     });
@@ -76,9 +95,9 @@ describe('catalog loader', () => {
   });
 
   it('names the bad field and the deployment it belongs to', () => {
-    expect(issuesOf({ deployments: [deployment(), deployment({ name: 'b', tier: 'turbo' })] })).toEqual([
-      expect.stringMatching(/^deployments\[1\] \(b\)\.tier: .*fast.*balanced.*quality/),
-    ]);
+    expect(
+      issuesOf({ deployments: [deployment(), deployment({ name: 'b', tier: 'turbo' })] }),
+    ).toEqual([expect.stringMatching(/^deployments\[1\] \(b\)\.tier: .*fast.*balanced.*quality/)]);
     expect(issuesOf({ deployments: [deployment({ provider: 'gemini' })] })).toEqual([
       expect.stringMatching(/^deployments\[0\] \(local-fast\)\.provider: /),
     ]);
@@ -92,7 +111,9 @@ describe('catalog loader', () => {
     expect(issuesOf({ deployments: [deployment({ simulate: { tokensPerSecond: 0 } })] })).toEqual([
       expect.stringMatching(/^deployments\[0\] \(local-fast\)\.simulate\.tokensPerSecond: /),
     ]);
-    expect(issuesOf({ deployments: [] })).toEqual(['deployments: the catalog needs at least one deployment']);
+    expect(issuesOf({ deployments: [] })).toEqual([
+      'deployments: the catalog needs at least one deployment',
+    ]);
     expect(issuesOf(null)).toHaveLength(1);
   });
 
@@ -102,7 +123,10 @@ describe('catalog loader', () => {
     ]);
     expect(
       issuesOf({
-        deployments: [deployment({ aliases: ['gpt-4o'] }), deployment({ name: 'b', aliases: ['gpt-4o', 'local-fast', 'tier:fast'] })],
+        deployments: [
+          deployment({ aliases: ['gpt-4o'] }),
+          deployment({ name: 'b', aliases: ['gpt-4o', 'local-fast', 'tier:fast'] }),
+        ],
       }),
     ).toEqual([
       'deployments[1] (b).aliases[0]: "gpt-4o" already names deployment "local-fast"',
@@ -116,21 +140,32 @@ describe('catalog loader', () => {
   });
 
   it('checks that fallbacks name something the catalog serves', () => {
-    expect(() => validateCatalog({ deployments: [deployment()], fallbacks: { 'local-fast': ['tier:fast'] } })).not.toThrow();
-    expect(issuesOf({ deployments: [deployment()], fallbacks: { 'tier:quality': ['tier:fast', 'nope'] } })).toEqual([
+    expect(() =>
+      validateCatalog({ deployments: [deployment()], fallbacks: { 'local-fast': ['tier:fast'] } }),
+    ).not.toThrow();
+    expect(
+      issuesOf({
+        deployments: [deployment()],
+        fallbacks: { 'tier:quality': ['tier:fast', 'nope'] },
+      }),
+    ).toEqual([
       'fallbacks.tier:quality: "tier:quality" names no deployment, alias or served tier',
       'fallbacks.tier:quality[1]: "nope" names no deployment, alias or served tier',
     ]);
   });
 
   it('says which file is broken and why', () => {
-    expect(() => parseCatalog('deployments: [', { source: 'bad.yaml' })).toThrow(/model catalog bad\.yaml is not valid YAML/);
+    expect(() => parseCatalog('deployments: [', { source: 'bad.yaml' })).toThrow(
+      /model catalog bad\.yaml is not valid YAML/,
+    );
     expect(() => parseCatalog('{"deployments": ', { source: 'bad.json', format: 'json' })).toThrow(
       /model catalog bad\.json is not valid JSON/,
     );
     expect(() => parseCatalog('deployments: []', { source: 'empty.yaml' })).toThrow(
       /invalid model catalog empty\.yaml:\n {2}- deployments: the catalog needs at least one deployment/,
     );
-    expect(() => loadCatalog('/nonexistent/catalog.yaml')).toThrow(/cannot read model catalog \/nonexistent\/catalog\.yaml/);
+    expect(() => loadCatalog('/nonexistent/catalog.yaml')).toThrow(
+      /cannot read model catalog \/nonexistent\/catalog\.yaml/,
+    );
   });
 });

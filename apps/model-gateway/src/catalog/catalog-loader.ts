@@ -34,9 +34,14 @@ export function loadCatalog(file: string): Catalog {
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    throw new CatalogError(`cannot read model catalog ${file}: ${(err as Error).message}`, [], { cause: err });
+    throw new CatalogError(`cannot read model catalog ${file}: ${(err as Error).message}`, [], {
+      cause: err,
+    });
   }
-  return parseCatalog(text, { source: file, format: file.toLowerCase().endsWith('.json') ? 'json' : 'yaml' });
+  return parseCatalog(text, {
+    source: file,
+    format: file.toLowerCase().endsWith('.json') ? 'json' : 'yaml',
+  });
 }
 
 export interface ParseCatalogOptions {
@@ -53,9 +58,13 @@ export function parseCatalog(text: string, opts: ParseCatalogOptions = {}): Cata
   try {
     raw = opts.format === 'json' ? JSON.parse(text) : parseYaml(text, { prettyErrors: true });
   } catch (err) {
-    throw new CatalogError(`model catalog ${source} is not valid ${opts.format === 'json' ? 'JSON' : 'YAML'}: ${(err as Error).message}`, [], {
-      cause: err,
-    });
+    throw new CatalogError(
+      `model catalog ${source} is not valid ${opts.format === 'json' ? 'JSON' : 'YAML'}: ${(err as Error).message}`,
+      [],
+      {
+        cause: err,
+      },
+    );
   }
   return validateCatalog(raw, source);
 }
@@ -64,7 +73,10 @@ export function parseCatalog(text: string, opts: ParseCatalogOptions = {}): Cata
 export function validateCatalog(raw: unknown, source = 'catalog'): Catalog {
   const result = catalogSchema.safeParse(raw);
   if (result.success) return result.data;
-  const issues = result.error.issues.map((i) => ({ path: describePath(raw, i.path), message: i.message }));
+  const issues = result.error.issues.map((i) => ({
+    path: describePath(raw, i.path),
+    message: i.message,
+  }));
   const list = issues.map((i) => `  - ${i.path || '(root)'}: ${i.message}`).join('\n');
   throw new CatalogError(`invalid model catalog ${source}:\n${list}`, issues);
 }

@@ -40,7 +40,9 @@ export const deploymentSchema = z.strictObject({
   apiKeyEnv: z.string().regex(ENV_VAR, 'must be an environment variable name').optional(),
   tier: z.enum(TIERS).optional(),
   /** Other names clients may ask for. */
-  aliases: z.array(z.string().regex(ALIAS, 'must match [A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}')).default([]),
+  aliases: z
+    .array(z.string().regex(ALIAS, 'must match [A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}'))
+    .default([]),
   /** USD per million prompt tokens. */
   inputCostPer1M: z.number().nonnegative(),
   /** USD per million completion tokens. */
@@ -63,7 +65,11 @@ export const catalogSchema = z
     const owner = new Map<string, string>();
     catalog.deployments.forEach((d, i) => {
       if (owner.has(d.name)) {
-        ctx.addIssue({ code: 'custom', path: ['deployments', i, 'name'], message: `duplicate deployment name "${d.name}"` });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['deployments', i, 'name'],
+          message: `duplicate deployment name "${d.name}"`,
+        });
       }
       owner.set(d.name, d.name);
     });
@@ -71,16 +77,28 @@ export const catalogSchema = z
       d.aliases.forEach((alias, j) => {
         const path = ['deployments', i, 'aliases', j];
         if (alias.startsWith(TIER_PREFIX)) {
-          ctx.addIssue({ code: 'custom', path, message: `"${alias}": aliases may not start with "${TIER_PREFIX}"` });
+          ctx.addIssue({
+            code: 'custom',
+            path,
+            message: `"${alias}": aliases may not start with "${TIER_PREFIX}"`,
+          });
           return;
         }
         const taken = owner.get(alias);
         if (alias === d.name) {
-          ctx.addIssue({ code: 'custom', path, message: `"${alias}" is already the deployment's name` });
+          ctx.addIssue({
+            code: 'custom',
+            path,
+            message: `"${alias}" is already the deployment's name`,
+          });
         } else if (taken === d.name) {
           ctx.addIssue({ code: 'custom', path, message: `duplicate alias "${alias}"` });
         } else if (taken !== undefined) {
-          ctx.addIssue({ code: 'custom', path, message: `"${alias}" already names deployment "${taken}"` });
+          ctx.addIssue({
+            code: 'custom',
+            path,
+            message: `"${alias}" already names deployment "${taken}"`,
+          });
         }
         if (taken === undefined) owner.set(alias, d.name);
       });
@@ -89,11 +107,19 @@ export const catalogSchema = z
     const known = (ref: string) => owner.has(ref) || tiers.has(ref);
     for (const [from, targets] of Object.entries(catalog.fallbacks)) {
       if (!known(from)) {
-        ctx.addIssue({ code: 'custom', path: ['fallbacks', from], message: `"${from}" names no deployment, alias or served tier` });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['fallbacks', from],
+          message: `"${from}" names no deployment, alias or served tier`,
+        });
       }
       targets.forEach((to, k) => {
         if (!known(to)) {
-          ctx.addIssue({ code: 'custom', path: ['fallbacks', from, k], message: `"${to}" names no deployment, alias or served tier` });
+          ctx.addIssue({
+            code: 'custom',
+            path: ['fallbacks', from, k],
+            message: `"${to}" names no deployment, alias or served tier`,
+          });
         }
       });
     }

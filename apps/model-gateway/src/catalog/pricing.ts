@@ -8,6 +8,9 @@ export function costUsd(
   deployment: Pick<Deployment, 'inputCostPer1M' | 'outputCostPer1M'>,
   usage: { promptTokens: number; completionTokens: number },
 ): number {
-  const raw = (usage.promptTokens * deployment.inputCostPer1M + usage.completionTokens * deployment.outputCostPer1M) / 1_000_000;
+  const raw =
+    (usage.promptTokens * deployment.inputCostPer1M +
+      usage.completionTokens * deployment.outputCostPer1M) /
+    1_000_000;
   return Math.round(raw * 1e10) / 1e10;
 }

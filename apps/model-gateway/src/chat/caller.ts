@@ -22,12 +22,14 @@ export function callerFrom(principal: Principal, headers: IncomingHttpHeaders): 
   if (principal.kind !== 'service') return caller;
   const runId = header(headers, 'x-aob-run-id');
   if (runId !== undefined) {
-    if (!ID_PATTERN.test(runId)) throw invalidParam(null, 'x-aob-run-id must match [A-Za-z0-9][A-Za-z0-9._:-]{0,127}');
+    if (!ID_PATTERN.test(runId))
+      throw invalidParam(null, 'x-aob-run-id must match [A-Za-z0-9][A-Za-z0-9._:-]{0,127}');
     caller.runId = runId;
   }
   const agent = header(headers, 'x-aob-agent');
   if (agent !== undefined) {
-    if (!AGENT_NAME_PATTERN.test(agent)) throw invalidParam(null, 'x-aob-agent must match [a-z0-9][a-z0-9_-]{0,63}');
+    if (!AGENT_NAME_PATTERN.test(agent))
+      throw invalidParam(null, 'x-aob-agent must match [a-z0-9][a-z0-9_-]{0,63}');
     caller.agent = agent;
   }
   return caller;

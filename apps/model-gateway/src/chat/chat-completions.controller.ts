@@ -1,7 +1,6 @@
 import { Body, Controller, HttpCode, Post, Req, Res } from '@nestjs/common';
 import type { Request, Response } from 'express';
 import { CurrentPrincipal, type Principal, RequirePermission } from '@aob/auth';
-import { ModelGatewayMetrics } from '../metrics/model-gateway.metrics';
 import { parseChatCompletionRequest } from '../openai/chat-completion-request';
 import { abortWhenClientLeaves, writeEventStream } from '../openai/event-stream';
 import { callerFrom } from './caller';
@@ -9,10 +8,7 @@ import { ChatCompletionsService } from './chat-completions.service';
 
 @Controller('v1/chat/completions')
 export class ChatCompletionsController {
-  constructor(
-    private readonly chat: ChatCompletionsService,
-    private readonly metrics: ModelGatewayMetrics,
-  ) {}
+  constructor(private readonly chat: ChatCompletionsService) {}
 
   @Post()
   @HttpCode(200)
@@ -24,7 +20,6 @@ export class ChatCompletionsController {
     @Res() res: Response,
   ): Promise<void> {
     const startedAt = performance.now();
-    this.metrics.countRequestOnClose(res);
     const signal = abortWhenClientLeaves(res);
     const request = parseChatCompletionRequest(body);
     const caller = callerFrom(principal, req.headers);

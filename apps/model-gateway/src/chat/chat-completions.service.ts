@@ -14,7 +14,12 @@ import {
   completionUsage,
   usageChunk,
 } from '../openai/chat-completion-response';
-import type { ProviderChunk, ProviderCompletion, ProviderRequest, TokenUsage } from '../providers/provider';
+import type {
+  ProviderChunk,
+  ProviderCompletion,
+  ProviderRequest,
+  TokenUsage,
+} from '../providers/provider';
 import { ProviderRegistry } from '../providers/provider-registry';
 import { type RouteDecision, Router } from '../routing/router';
 import { countPromptTokens, countTextTokens } from '../tokens/token-counter';
@@ -54,7 +59,12 @@ export class ChatCompletionsService {
    * A non-streamed completion. `startedAt` (performance.now()) is when the gateway took the request.
    * @throws DomainError NotFound (unknown model), Unavailable (provider not implemented), InvalidRequest
    */
-  async complete(body: ChatCompletionRequest, caller: Caller, signal: AbortSignal, startedAt: number): Promise<CompletionResponse> {
+  async complete(
+    body: ChatCompletionRequest,
+    caller: Caller,
+    signal: AbortSignal,
+    startedAt: number,
+  ): Promise<CompletionResponse> {
     const route = this.router.resolve(body.model);
     const provider = this.providers.for(route.deployment);
     const who = this.identity(route.deployment);
@@ -64,7 +74,15 @@ export class ChatCompletionsService {
       result = await provider.complete(providerRequest(body), signal);
     } catch (err) {
       // nothing reached the client, but the prompt was read: bill what was consumed
-      if (signal.aborted) this.account(route, who.id, caller, { promptTokens: countPrompt(body), completionTokens: 0 }, startedAt, 'batch');
+      if (signal.aborted)
+        this.account(
+          route,
+          who.id,
+          caller,
+          { promptTokens: countPrompt(body), completionTokens: 0 },
+          startedAt,
+          'batch',
+        );
       throw err;
     }
     const providerMs = performance.now() - upstreamAt;
@@ -79,7 +97,12 @@ export class ChatCompletionsService {
    * A streamed completion. Resolves once the provider produced its first chunk, so errors before
    * any output still become a proper HTTP error; the rest flows through `chunks`.
    */
-  async stream(body: ChatCompletionRequest, caller: Caller, signal: AbortSignal, startedAt: number): Promise<CompletionStream> {
+  async stream(
+    body: ChatCompletionRequest,
+    caller: Caller,
+    signal: AbortSignal,
+    startedAt: number,
+  ): Promise<CompletionStream> {
     const route = this.router.resolve(body.model);
     const provider = this.providers.for(route.deployment);
     const who = this.identity(route.deployment);
@@ -89,7 +112,15 @@ export class ChatCompletionsService {
     try {
       first = await upstream.next();
     } catch (err) {
-      if (signal.aborted) this.account(route, who.id, caller, { promptTokens: countPrompt(body), completionTokens: 0 }, startedAt, 'stream');
+      if (signal.aborted)
+        this.account(
+          route,
+          who.id,
+          caller,
+          { promptTokens: countPrompt(body), completionTokens: 0 },
+          startedAt,
+          'stream',
+        );
       throw err;
     }
     return {
@@ -113,7 +144,12 @@ export class ChatCompletionsService {
     let end: EndChunk | undefined;
     let sawToken = false;
     try {
-      yield chatCompletionChunk(s.who, { role: 'assistant', content: '', refusal: null }, null, includeUsage);
+      yield chatCompletionChunk(
+        s.who,
+        { role: 'assistant', content: '', refusal: null },
+        null,
+        includeUsage,
+      );
       for (let next = s.first; !next.done; next = await s.upstream.next()) {
         const chunk = next.value;
         if (chunk.type === 'end') {
@@ -122,7 +158,10 @@ export class ChatCompletionsService {
         }
         if (!sawToken) {
           sawToken = true;
-          this.metrics.timeToFirstToken.observe({ deployment }, (performance.now() - s.startedAt) / 1000);
+          this.metrics.timeToFirstToken.observe(
+            { deployment },
+            (performance.now() - s.startedAt) / 1000,
+          );
         }
         emitted += chunk.content;
         yield chatCompletionChunk(s.who, { content: chunk.content }, null, includeUsage);
@@ -134,7 +173,10 @@ export class ChatCompletionsService {
     } finally {
       // stops the provider (and its timers) when the client left mid-stream
       await s.upstream.return?.();
-      const usage = end?.usage ?? { promptTokens: countPrompt(s.body), completionTokens: countTextTokens(emitted) };
+      const usage = end?.usage ?? {
+        promptTokens: countPrompt(s.body),
+        completionTokens: countTextTokens(emitted),
+      };
       this.account(s.route, s.who.id, s.caller, usage, s.startedAt, 'stream');
     }
   }
@@ -152,7 +194,10 @@ export class ChatCompletionsService {
     const cost = costUsd(deployment, usage);
     const latencyMs = performance.now() - startedAt;
     this.metrics.tokens.inc({ deployment: deployment.name, kind: 'prompt' }, usage.promptTokens);
-    this.metrics.tokens.inc({ deployment: deployment.name, kind: 'completion' }, usage.completionTokens);
+    this.metrics.tokens.inc(
+      { deployment: deployment.name, kind: 'completion' },
+      usage.completionTokens,
+    );
     this.metrics.duration.observe({ deployment: deployment.name, mode }, latencyMs / 1000);
     const record: UsageRecord = {
       tenantId: caller.tenantId,

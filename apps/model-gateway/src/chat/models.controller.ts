@@ -30,6 +30,8 @@ export class ModelsController {
   }
 
   private models(): ModelObject[] {
-    return this.router.models().map((m) => ({ id: m.id, object: 'model', created: m.created, owned_by: m.ownedBy }));
+    return this.router
+      .models()
+      .map((m) => ({ id: m.id, object: 'model', created: m.created, owned_by: m.ownedBy }));
   }
 }

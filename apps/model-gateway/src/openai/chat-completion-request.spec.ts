@@ -23,11 +23,22 @@ describe('parseChatCompletionRequest', () => {
         { role: 'system', content: 'Be brief.' },
         { role: 'developer', content: [{ type: 'text', text: 'Really brief.' }] },
         { role: 'user', content: [{ type: 'text', text: 'Weather?' }], name: 'ann' },
-        { role: 'assistant', content: null, tool_calls: [{ id: 'c1', type: 'function', function: { name: 'weather', arguments: '{}' } }] },
+        {
+          role: 'assistant',
+          content: null,
+          tool_calls: [
+            { id: 'c1', type: 'function', function: { name: 'weather', arguments: '{}' } },
+          ],
+        },
         { role: 'tool', content: 'sunny', tool_call_id: 'c1' },
         { role: 'assistant', content: 'Sunny.' },
       ],
-      tools: [{ type: 'function', function: { name: 'weather', parameters: { type: 'object', properties: {} } } }],
+      tools: [
+        {
+          type: 'function',
+          function: { name: 'weather', parameters: { type: 'object', properties: {} } },
+        },
+      ],
       tool_choice: 'auto',
       stream: true,
       stream_options: { include_usage: true },
@@ -41,24 +52,39 @@ describe('parseChatCompletionRequest', () => {
   });
 
   it('names the bad field in param', () => {
-    expect(rejection({ ...valid, n: 2 })).toEqual({ param: 'n', message: "Invalid 'n': n must be 1: this gateway returns one choice" });
-    expect(rejection({ ...valid, messages: [{ role: 'robot', content: 'x' }] }).param).toBe('messages[0].role');
+    expect(rejection({ ...valid, n: 2 })).toEqual({
+      param: 'n',
+      message: "Invalid 'n': n must be 1: this gateway returns one choice",
+    });
+    expect(rejection({ ...valid, messages: [{ role: 'robot', content: 'x' }] }).param).toBe(
+      'messages[0].role',
+    );
     expect(
-      rejection({ ...valid, messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'http://x' } }] }] }).param,
+      rejection({
+        ...valid,
+        messages: [
+          { role: 'user', content: [{ type: 'image_url', image_url: { url: 'http://x' } }] },
+        ],
+      }).param,
     ).toMatch(/^messages\[0\]\.content/);
     expect(rejection({ ...valid, messages: [] }).param).toBe('messages');
     expect(rejection({ ...valid, model: '' }).param).toBe('model');
     expect(rejection({ messages: valid.messages }).param).toBe('model');
     expect(rejection({ ...valid, temperature: 3 }).param).toBe('temperature');
     expect(rejection({ ...valid, max_tokens: 0 }).param).toBe('max_tokens');
-    expect(rejection({ ...valid, messages: [{ role: 'tool', content: 'x' }] }).param).toBe('messages[0].tool_call_id');
-    expect(rejection({ ...valid, messages: [{ role: 'assistant' }] }).param).toBe('messages[0].content');
+    expect(rejection({ ...valid, messages: [{ role: 'tool', content: 'x' }] }).param).toBe(
+      'messages[0].tool_call_id',
+    );
+    expect(rejection({ ...valid, messages: [{ role: 'assistant' }] }).param).toBe(
+      'messages[0].content',
+    );
   });
 
   it("refuses stream_options without stream, in OpenAI's words", () => {
     expect(rejection({ ...valid, stream_options: { include_usage: true } })).toEqual({
       param: 'stream_options',
-      message: "Invalid 'stream_options': The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+      message:
+        "Invalid 'stream_options': The 'stream_options' parameter is only allowed when 'stream' is enabled.",
     });
   });
 
@@ -67,7 +93,11 @@ describe('parseChatCompletionRequest', () => {
   });
 
   it('takes max_completion_tokens over the older max_tokens', () => {
-    expect(requestedMaxTokens(parseChatCompletionRequest({ ...valid, max_tokens: 10, max_completion_tokens: 5 }))).toBe(5);
+    expect(
+      requestedMaxTokens(
+        parseChatCompletionRequest({ ...valid, max_tokens: 10, max_completion_tokens: 5 }),
+      ),
+    ).toBe(5);
     expect(requestedMaxTokens(parseChatCompletionRequest({ ...valid, max_tokens: 10 }))).toBe(10);
     expect(requestedMaxTokens(parseChatCompletionRequest(valid))).toBeUndefined();
   });

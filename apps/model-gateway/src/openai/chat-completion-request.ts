@@ -37,11 +37,18 @@ const assistantMessage = z
     refusal: z.string().nullish(),
     tool_calls: z.array(toolCall).optional(),
   })
-  .refine((m) => (m.content !== undefined && m.content !== null) || (m.tool_calls?.length ?? 0) > 0, {
-    message: 'an assistant message needs content or tool_calls',
-    path: ['content'],
-  });
-const toolMessage = z.object({ role: z.literal('tool'), content: textContent, tool_call_id: z.string().min(1) });
+  .refine(
+    (m) => (m.content !== undefined && m.content !== null) || (m.tool_calls?.length ?? 0) > 0,
+    {
+      message: 'an assistant message needs content or tool_calls',
+      path: ['content'],
+    },
+  );
+const toolMessage = z.object({
+  role: z.literal('tool'),
+  content: textContent,
+  tool_call_id: z.string().min(1),
+});
 
 export const chatMessageSchema = z.discriminatedUnion(
   'role',
@@ -53,7 +60,9 @@ export type ChatMessage = z.infer<typeof chatMessageSchema>;
 const functionTool = z.object({
   type: z.literal('function'),
   function: z.object({
-    name: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'function names must match [A-Za-z0-9_-]{1,64}'),
+    name: z
+      .string()
+      .regex(/^[A-Za-z0-9_-]{1,64}$/, 'function names must match [A-Za-z0-9_-]{1,64}'),
     description: z.string().optional(),
     parameters: z.record(z.string(), z.unknown()).optional(),
     strict: z.boolean().nullish(),
@@ -66,7 +75,10 @@ const tokenLimit = z.number().int().positive().max(1_000_000).nullish();
 export const chatCompletionRequestSchema = z
   .object({
     model: z.string().min(1, 'model is required').max(256),
-    messages: z.array(chatMessageSchema).min(1, 'messages must contain at least one message').max(4_096),
+    messages: z
+      .array(chatMessageSchema)
+      .min(1, 'messages must contain at least one message')
+      .max(4_096),
     max_tokens: tokenLimit,
     max_completion_tokens: tokenLimit,
     temperature: z.number().min(0).max(2).nullish(),
@@ -110,7 +122,10 @@ export type ChatCompletionRequest = z.infer<typeof chatCompletionRequestSchema>;
  */
 export function parseChatCompletionRequest(body: unknown): ChatCompletionRequest {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
-    throw invalidParam(null, 'The request body must be a JSON object (Content-Type: application/json).');
+    throw invalidParam(
+      null,
+      'The request body must be a JSON object (Content-Type: application/json).',
+    );
   }
   const result = chatCompletionRequestSchema.safeParse(body);
   if (result.success) return result.data;

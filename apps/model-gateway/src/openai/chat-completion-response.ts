@@ -73,7 +73,11 @@ export function completionUsage(usage: TokenUsage, costUsd: number): CompletionU
   };
 }
 
-export function chatCompletion(who: CompletionIdentity, result: ProviderCompletion, costUsd: number): ChatCompletion {
+export function chatCompletion(
+  who: CompletionIdentity,
+  result: ProviderCompletion,
+  costUsd: number,
+): ChatCompletion {
   return {
     id: who.id,
     object: 'chat.completion',

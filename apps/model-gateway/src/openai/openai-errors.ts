@@ -18,15 +18,23 @@ export interface OpenAiErrorFields {
 const withFields = (fields: OpenAiErrorFields) => ({ openai: fields });
 
 /** 400 naming the request field at fault. */
-export function invalidParam(param: string | null, message: string, code: string | null = null): DomainError {
+export function invalidParam(
+  param: string | null,
+  message: string,
+  code: string | null = null,
+): DomainError {
   return new DomainError('InvalidRequest', message, { details: withFields({ param, code }) });
 }
 
 /** 404 in OpenAI's words, for a model that is neither a deployment, an alias nor a served tier. */
 export function modelNotFound(model: string): DomainError {
-  return new DomainError('NotFound', `The model \`${model}\` does not exist or you do not have access to it.`, {
-    details: withFields({ param: 'model', code: 'model_not_found' }),
-  });
+  return new DomainError(
+    'NotFound',
+    `The model \`${model}\` does not exist or you do not have access to it.`,
+    {
+      details: withFields({ param: 'model', code: 'model_not_found' }),
+    },
+  );
 }
 
 /** 503 for a deployment whose provider this version cannot call yet. */
@@ -57,7 +65,10 @@ const INTERNAL_MESSAGE = 'The server had an error while processing your request.
  * errors by their code, Nest's HTTP exceptions (unknown route), body-parser errors. Internal
  * errors never leak their message.
  */
-export function toOpenAiError(err: unknown, req?: { method?: string; originalUrl?: string }): OpenAiErrorResponse {
+export function toOpenAiError(
+  err: unknown,
+  req?: { method?: string; originalUrl?: string },
+): OpenAiErrorResponse {
   if (isDomainError(err)) {
     const status = httpStatusFor(err.code);
     const fields = openAiFieldsOf(err.details);
@@ -76,20 +87,41 @@ export function toOpenAiError(err: unknown, req?: { method?: string; originalUrl
       ),
     };
   }
-  const e = err as { status?: unknown; type?: unknown; getStatus?: () => number; getResponse?: () => unknown };
+  const e = err as {
+    status?: unknown;
+    type?: unknown;
+    getStatus?: () => number;
+    getResponse?: () => unknown;
+  };
   if (typeof e?.getStatus === 'function') {
     const status = e.getStatus();
     if (status === 404 && req) {
-      return { status, headers: {}, body: errorBody(`Invalid URL (${req.method ?? 'GET'} ${req.originalUrl ?? ''})`, typeForStatus(status), null, null) };
+      return {
+        status,
+        headers: {},
+        body: errorBody(
+          `Invalid URL (${req.method ?? 'GET'} ${req.originalUrl ?? ''})`,
+          typeForStatus(status),
+          null,
+          null,
+        ),
+      };
     }
     const response = e.getResponse?.();
     const message =
       typeof response === 'string'
         ? response
-        : typeof response === 'object' && response !== null && 'message' in response && typeof response.message === 'string'
+        : typeof response === 'object' &&
+            response !== null &&
+            'message' in response &&
+            typeof response.message === 'string'
           ? response.message
           : 'request failed';
-    return { status, headers: {}, body: errorBody(message, typeForStatus(status), null, defaultCode(status)) };
+    return {
+      status,
+      headers: {},
+      body: errorBody(message, typeForStatus(status), null, defaultCode(status)),
+    };
   }
   if (typeof e?.status === 'number' && e.status >= 400 && e.status < 500) {
     if (e.type === 'entity.parse.failed') {
@@ -105,17 +137,48 @@ export function toOpenAiError(err: unknown, req?: { method?: string; originalUrl
       };
     }
     if (e.type === 'entity.too.large') {
-      return { status: 413, headers: {}, body: errorBody('The request body exceeds the size limit.', 'invalid_request_error', null, 'request_too_large') };
+      return {
+        status: 413,
+        headers: {},
+        body: errorBody(
+          'The request body exceeds the size limit.',
+          'invalid_request_error',
+          null,
+          'request_too_large',
+        ),
+      };
     }
     if (e.type === 'encoding.unsupported' || e.type === 'charset.unsupported') {
-      return { status: 415, headers: {}, body: errorBody('Unsupported content encoding or charset.', 'invalid_request_error', null, null) };
+      return {
+        status: 415,
+        headers: {},
+        body: errorBody(
+          'Unsupported content encoding or charset.',
+          'invalid_request_error',
+          null,
+          null,
+        ),
+      };
     }
-    return { status: e.status, headers: {}, body: errorBody('Bad request.', 'invalid_request_error', null, null) };
+    return {
+      status: e.status,
+      headers: {},
+      body: errorBody('Bad request.', 'invalid_request_error', null, null),
+    };
   }
-  return { status: 500, headers: {}, body: errorBody(INTERNAL_MESSAGE, 'server_error', null, null) };
+  return {
+    status: 500,
+    headers: {},
+    body: errorBody(INTERNAL_MESSAGE, 'server_error', null, null),
+  };
 }
 
-function errorBody(message: string, type: string, param: string | null, code: string | null): OpenAiErrorBody {
+function errorBody(
+  message: string,
+  type: string,
+  param: string | null,
+  code: string | null,
+): OpenAiErrorBody {
   return { error: { message, type, param, code } };
 }
 

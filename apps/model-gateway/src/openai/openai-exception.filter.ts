@@ -14,7 +14,12 @@ export class OpenAiExceptionFilter implements ExceptionFilter {
 }
 
 /** Writes `err` as an OpenAI error response; also the body-parser error responder of main.ts. */
-export function sendOpenAiError(err: unknown, req: Request, res: Response, logger = new Logger('http')): void {
+export function sendOpenAiError(
+  err: unknown,
+  req: Request,
+  res: Response,
+  logger = new Logger('http'),
+): void {
   // the client went away (aborted stream or call): nobody is left to answer
   if (res.destroyed || res.writableEnded) return;
   const answer = toOpenAiError(err, req);

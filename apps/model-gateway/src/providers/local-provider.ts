@@ -3,8 +3,20 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Deployment } from '../catalog/catalog.schema';
 import type { ChatCompletionRequest } from '../openai/chat-completion-request';
 import { invalidParam } from '../openai/openai-errors';
-import { countPromptTokens, countTextTokens, messageText, tokenPieces } from '../tokens/token-counter';
-import type { FinishReason, Provider, ProviderChunk, ProviderCompletion, ProviderRequest, TokenUsage } from './provider';
+import {
+  countPromptTokens,
+  countTextTokens,
+  messageText,
+  tokenPieces,
+} from '../tokens/token-counter';
+import type {
+  FinishReason,
+  Provider,
+  ProviderChunk,
+  ProviderCompletion,
+  ProviderRequest,
+  TokenUsage,
+} from './provider';
 import { simulatedText } from './simulated-text';
 
 interface Plan {
@@ -40,7 +52,10 @@ export class LocalProvider implements Provider {
     while (sent < plan.pieces.length) {
       // token k is due k/rate seconds after the first; timers are coarse, so send every due one
       const elapsedMs = performance.now() - begun;
-      const due = Math.min(plan.pieces.length, Math.floor((elapsedMs * tokensPerSecond) / 1000) + 1);
+      const due = Math.min(
+        plan.pieces.length,
+        Math.floor((elapsedMs * tokensPerSecond) / 1000) + 1,
+      );
       while (sent < due) {
         signal.throwIfAborted();
         yield { type: 'delta', content: plan.pieces[sent++] as string };
@@ -57,7 +72,10 @@ export class LocalProvider implements Provider {
     const body = req.body;
     refuseForcedToolCalls(body);
     const promptTokens = countPromptTokens(body.messages, body.tools);
-    const natural = simulatedText(conversationSeed(this.deployment, body), this.deployment.simulate.maxOutputTokens);
+    const natural = simulatedText(
+      conversationSeed(this.deployment, body),
+      this.deployment.simulate.maxOutputTokens,
+    );
     let content = cutAtStop(natural, body.stop);
     let pieces = tokenPieces(content);
     let finishReason: FinishReason = 'stop';
@@ -66,7 +84,12 @@ export class LocalProvider implements Provider {
       content = pieces.join('');
       finishReason = 'length';
     }
-    return { content, pieces, finishReason, usage: { promptTokens, completionTokens: countTextTokens(content) } };
+    return {
+      content,
+      pieces,
+      finishReason,
+      usage: { promptTokens, completionTokens: countTextTokens(content) },
+    };
   }
 }
 
@@ -74,7 +97,10 @@ export class LocalProvider implements Provider {
 function refuseForcedToolCalls(body: ChatCompletionRequest): void {
   const choice = body.tool_choice;
   if (choice === 'required' || typeof choice === 'object') {
-    throw invalidParam('tool_choice', 'the local simulated model does not call tools: tool_choice must be "auto" or "none"');
+    throw invalidParam(
+      'tool_choice',
+      'the local simulated model does not call tools: tool_choice must be "auto" or "none"',
+    );
   }
 }
 

@@ -25,7 +25,8 @@ const capitalise = (w: string) => w.charAt(0).toUpperCase() + w.slice(1);
 const oneToken = (s: string) => encode(s).length === 1;
 
 export const VOCABULARY: readonly string[] = CANDIDATES.filter(
-  (w) => oneToken(w) && oneToken(` ${w}`) && oneToken(capitalise(w)) && oneToken(` ${capitalise(w)}`),
+  (w) =>
+    oneToken(w) && oneToken(` ${w}`) && oneToken(capitalise(w)) && oneToken(` ${capitalise(w)}`),
 );
 
 const MIN_SENTENCE_WORDS = 4;

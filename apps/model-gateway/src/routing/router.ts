@@ -1,4 +1,11 @@
-import { type Catalog, type Deployment, TIER_PREFIX, TIERS, type Tier, tierRef } from '../catalog/catalog.schema';
+import {
+  type Catalog,
+  type Deployment,
+  TIER_PREFIX,
+  TIERS,
+  type Tier,
+  tierRef,
+} from '../catalog/catalog.schema';
 import { modelNotFound } from '../openai/openai-errors';
 
 export interface RouteDecision {
@@ -59,11 +66,13 @@ export class Router {
   models(): ModelEntry[] {
     const created = this.loadedAt;
     const entries: ModelEntry[] = [];
-    for (const d of this.catalog.deployments) entries.push({ id: d.name, ownedBy: d.provider, created });
+    for (const d of this.catalog.deployments)
+      entries.push({ id: d.name, ownedBy: d.provider, created });
     for (const d of this.catalog.deployments) {
       for (const alias of d.aliases) entries.push({ id: alias, ownedBy: 'aob', created });
     }
-    for (const tier of TIERS) if (this.byTier.has(tier)) entries.push({ id: tierRef(tier), ownedBy: 'aob', created });
+    for (const tier of TIERS)
+      if (this.byTier.has(tier)) entries.push({ id: tierRef(tier), ownedBy: 'aob', created });
     return entries;
   }
 }

@@ -1,4 +1,7 @@
-import type { ChatCompletionFunctionDefinition, ChatMessage as TokenizerMessage } from 'gpt-tokenizer/functionCalling';
+import type {
+  ChatCompletionFunctionDefinition,
+  ChatMessage as TokenizerMessage,
+} from 'gpt-tokenizer/functionCalling';
 import {
   countChatCompletionTokens,
   countTokens,
@@ -23,7 +26,10 @@ export function countTextTokens(text: string): number {
  * assistant tool calls count their name and arguments plus a small overhead each (OpenAI does not
  * publish that rendering, so this part is an estimate).
  */
-export function countPromptTokens(messages: readonly ChatMessage[], tools: readonly FunctionTool[] = []): number {
+export function countPromptTokens(
+  messages: readonly ChatMessage[],
+  tools: readonly FunctionTool[] = [],
+): number {
   const flat: TokenizerMessage[] = messages.map((m) => {
     const out: TokenizerMessage = { role: m.role, content: messageText(m) };
     if ('name' in m && m.name) out.name = m.name;
@@ -34,15 +40,23 @@ export function countPromptTokens(messages: readonly ChatMessage[], tools: reado
     ...(t.function.description === undefined ? {} : { description: t.function.description }),
     ...(t.function.parameters === undefined
       ? {}
-      : { parameters: t.function.parameters as unknown as NonNullable<ChatCompletionFunctionDefinition['parameters']> }),
+      : {
+          parameters: t.function.parameters as unknown as NonNullable<
+            ChatCompletionFunctionDefinition['parameters']
+          >,
+        }),
   }));
-  const counted = countChatCompletionTokens?.({ messages: flat, ...(functions.length ? { functions } : {}) });
+  const counted = countChatCompletionTokens?.({
+    messages: flat,
+    ...(functions.length ? { functions } : {}),
+  });
   // the gpt-4o model module always has it; the fallback keeps the type honest
   let total = counted ?? flat.reduce((n, m) => n + countTokens(m.content) + 3, 3);
   for (const m of messages) {
     if (m.role !== 'assistant') continue;
     for (const call of m.tool_calls ?? []) {
-      total += countTokens(call.function.name) + countTokens(call.function.arguments) + TOOL_CALL_OVERHEAD;
+      total +=
+        countTokens(call.function.name) + countTokens(call.function.arguments) + TOOL_CALL_OVERHEAD;
     }
   }
   return total;

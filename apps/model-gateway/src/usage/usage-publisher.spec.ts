@@ -21,7 +21,11 @@ class FakeJetStream implements UsageEventSink {
     this.hold = undefined;
   }
 
-  async publish(_key: 'meteringUsage', data: UsageRecord, opts: PublishOptions = {}): Promise<{ id: string; seq: number; duplicate: boolean }> {
+  async publish(
+    _key: 'meteringUsage',
+    data: UsageRecord,
+    opts: PublishOptions = {},
+  ): Promise<{ id: string; seq: number; duplicate: boolean }> {
     this.attempts++;
     if (this.hold) await this.hold;
     if (this.reject) throw this.reject;
@@ -55,7 +59,13 @@ describe('UsagePublisher', () => {
     const usage = new UsagePublisher(js, metrics);
     usage.enqueue('chatcmpl-1', record(1));
     expect(await usage.flush(1_000)).toBe(0);
-    expect(js.stored).toEqual([{ id: 'chatcmpl-1', record: record(1), opts: { id: 'chatcmpl-1', tenantId: 'acme', ceSubject: 'run-1' } }]);
+    expect(js.stored).toEqual([
+      {
+        id: 'chatcmpl-1',
+        record: record(1),
+        opts: { id: 'chatcmpl-1', tenantId: 'acme', ceSubject: 'run-1' },
+      },
+    ]);
   });
 
   it('keeps events while JetStream is down and delivers them when it is back', async () => {
@@ -70,7 +80,13 @@ describe('UsagePublisher', () => {
     expect(await counted('retried')).toBeGreaterThan(retriedBefore);
     js.down = false;
     expect(await usage.flush(2_000)).toBe(0);
-    expect(js.stored.map((s) => s.id).sort()).toEqual(['chatcmpl-1', 'chatcmpl-2', 'chatcmpl-3', 'chatcmpl-4', 'chatcmpl-5']);
+    expect(js.stored.map((s) => s.id).sort()).toEqual([
+      'chatcmpl-1',
+      'chatcmpl-2',
+      'chatcmpl-3',
+      'chatcmpl-4',
+      'chatcmpl-5',
+    ]);
   });
 
   it('drops new events beyond the bound instead of growing without limit', async () => {

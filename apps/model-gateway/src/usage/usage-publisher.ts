@@ -65,7 +65,12 @@ export class UsagePublisher implements OnApplicationShutdown {
     if (this.queue.length + this.inFlight >= this.maxQueue) {
       this.metrics.usageEvents.inc({ outcome: 'dropped' });
       this.logger.error(
-        { usageId: id, tenantId: record.tenantId, deployment: record.deployment, queued: this.queue.length },
+        {
+          usageId: id,
+          tenantId: record.tenantId,
+          deployment: record.deployment,
+          queued: this.queue.length,
+        },
         `usage queue full (${this.maxQueue}): usage event dropped`,
       );
       return;
@@ -100,7 +105,10 @@ export class UsagePublisher implements OnApplicationShutdown {
     clearTimeout(this.resumeTimer);
     if (left > 0) {
       this.metrics.usageEvents.inc({ outcome: 'lost' }, left);
-      this.logger.error({ lost: left }, `shutdown: ${left} usage events were not published and are lost`);
+      this.logger.error(
+        { lost: left },
+        `shutdown: ${left} usage events were not published and are lost`,
+      );
     }
   }
 
@@ -136,7 +144,10 @@ export class UsagePublisher implements OnApplicationShutdown {
     if (isDomainError(err) && !err.retryable) {
       // the record itself is wrong: retrying cannot help
       this.metrics.usageEvents.inc({ outcome: 'dropped' });
-      this.logger.error({ usageId: item.id, err: describeError(err) }, 'usage event rejected: dropped');
+      this.logger.error(
+        { usageId: item.id, err: describeError(err) },
+        'usage event rejected: dropped',
+      );
       return;
     }
     item.attempts++;
@@ -144,9 +155,18 @@ export class UsagePublisher implements OnApplicationShutdown {
     this.metrics.usageEvents.inc({ outcome: 'retried' });
     // back to the front: usage keeps roughly its order, and the queue bound still holds
     this.queue.unshift(item);
-    const delay = Math.min(this.retryMaxMs, this.retryBaseMs * 2 ** Math.min(this.failuresInARow - 1, 16));
+    const delay = Math.min(
+      this.retryMaxMs,
+      this.retryBaseMs * 2 ** Math.min(this.failuresInARow - 1, 16),
+    );
     this.logger.warn(
-      { usageId: item.id, attempts: item.attempts, retryInMs: delay, queued: this.queue.length, err: describeError(err) },
+      {
+        usageId: item.id,
+        attempts: item.attempts,
+        retryInMs: delay,
+        queued: this.queue.length,
+        err: describeError(err),
+      },
       'usage publish failed: will retry',
     );
     if (!this.resumeTimer) {

@@ -33,7 +33,10 @@ export function encodeBinary(event: CloudEventV1<unknown>): { headers: MsgHdrs; 
 }
 
 /** Encodes an event in structured content mode (`application/cloudevents+json`). */
-export function encodeStructured(event: CloudEventV1<unknown>): { headers: MsgHdrs; data: Uint8Array } {
+export function encodeStructured(event: CloudEventV1<unknown>): {
+  headers: MsgHdrs;
+  data: Uint8Array;
+} {
   const message = NATS.structured(event);
   const headers = natsHeaders();
   for (const [name, value] of Object.entries(message.headers)) headers.set(name, value);

@@ -1,6 +1,16 @@
 import { DomainError } from '@aob/errors';
-import { CloudEvent, ValidationError, type Binding, type CloudEventV1, type Message } from 'cloudevents';
-import { HeaderValueError, percentDecodeHeaderValue, percentEncodeHeaderValue } from './percent-encoding';
+import {
+  CloudEvent,
+  ValidationError,
+  type Binding,
+  type CloudEventV1,
+  type Message,
+} from 'cloudevents';
+import {
+  HeaderValueError,
+  percentDecodeHeaderValue,
+  percentEncodeHeaderValue,
+} from './percent-encoding';
 
 /**
  * A NATS message as the CloudEvents NATS protocol binding sees it. Header names are matched
@@ -22,7 +32,16 @@ const ATTRIBUTE_NAME = /^[a-z0-9]+$/;
 const RESERVED_NAMES = new Set(['data', 'data_base64']);
 const REQUIRED_STRING_ATTRIBUTES = ['id', 'source', 'type'] as const;
 /** Core optional attributes whose type is String/URI/URI-reference/Timestamp: never booleans or numbers. */
-const STRING_ATTRIBUTES = new Set(['specversion', 'id', 'source', 'type', 'datacontenttype', 'dataschema', 'subject', 'time']);
+const STRING_ATTRIBUTES = new Set([
+  'specversion',
+  'id',
+  'source',
+  'type',
+  'datacontenttype',
+  'dataschema',
+  'subject',
+  'time',
+]);
 const INT32_MIN = -2_147_483_648;
 const INT32_MAX = 2_147_483_647;
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
@@ -41,17 +60,24 @@ export interface DecodedCloudEvent {
 }
 
 const invalid = (reason: string, cause?: unknown) =>
-  new DomainError('InvalidEvent', `not a valid CloudEvent 1.0: ${reason}`, cause === undefined ? {} : { cause });
+  new DomainError(
+    'InvalidEvent',
+    `not a valid CloudEvent 1.0: ${reason}`,
+    cause === undefined ? {} : { cause },
+  );
 
 /** True for application/json, any +json suffix, and an absent content type (the JSON format's default). */
 export function isJsonContentType(contentType: string | undefined): boolean {
   if (contentType === undefined || contentType === '') return true;
   const mediaType = (contentType.split(';')[0] ?? '').trim().toLowerCase();
-  return mediaType === JSON_CONTENT_TYPE || mediaType.endsWith('+json') || mediaType === 'text/json';
+  return (
+    mediaType === JSON_CONTENT_TYPE || mediaType.endsWith('+json') || mediaType === 'text/json'
+  );
 }
 
 const isBytes = (v: unknown): v is Uint8Array => v instanceof Uint8Array;
-const toBase64 = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('base64');
+const toBase64 = (b: Uint8Array) =>
+  Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('base64');
 
 /** The attribute's canonical string (CloudEvents type system), as carried in a header. */
 function canonicalString(name: string, value: unknown): string {
@@ -65,13 +91,16 @@ function canonicalString(name: string, value: unknown): string {
 
 /** Context attributes of an event object (data and SDK bookkeeping fields left out). */
 function contextAttributes(event: CloudEventV1<unknown>): [string, unknown][] {
-  return Object.entries(event).filter(([name, value]) => value !== undefined && value !== null && !RESERVED_NAMES.has(name));
+  return Object.entries(event).filter(
+    ([name, value]) => value !== undefined && value !== null && !RESERVED_NAMES.has(name),
+  );
 }
 
 /** The event's data as bytes when it is binary (either `data` bytes or `data_base64`). */
 function binaryData(event: CloudEventV1<unknown>): Uint8Array | undefined {
   if (isBytes(event.data)) return event.data;
-  if (event.data === undefined && typeof event.data_base64 === 'string') return Buffer.from(event.data_base64, 'base64');
+  if (event.data === undefined && typeof event.data_base64 === 'string')
+    return Buffer.from(event.data_base64, 'base64');
   return undefined;
 }
 
@@ -95,14 +124,16 @@ function toBinaryMessage<T>(event: CloudEventV1<T>): NatsMessage {
     if (name === 'datacontenttype') continue;
     headers[CE_HEADER_PREFIX + name] = percentEncodeHeaderValue(canonicalString(name, value));
   }
-  if (contentType !== undefined) headers[`${CE_HEADER_PREFIX}datacontenttype`] = percentEncodeHeaderValue(contentType);
+  if (contentType !== undefined)
+    headers[`${CE_HEADER_PREFIX}datacontenttype`] = percentEncodeHeaderValue(contentType);
   return { headers, body };
 }
 
 function toStructuredMessage<T>(event: CloudEventV1<T>): NatsMessage {
   const json: Record<string, unknown> = {};
   for (const [name, value] of contextAttributes(event)) {
-    json[name] = value instanceof Date ? value.toISOString() : isBytes(value) ? toBase64(value) : value;
+    json[name] =
+      value instanceof Date ? value.toISOString() : isBytes(value) ? toBase64(value) : value;
   }
   const bytes = binaryData(event);
   if (bytes) json.data_base64 = toBase64(bytes);
@@ -111,17 +142,22 @@ function toStructuredMessage<T>(event: CloudEventV1<T>): NatsMessage {
 }
 
 /** Lower-cases header names and keeps every value, so duplicates can be told apart. */
-function normaliseHeaders(headers: HeaderEntries | Record<string, unknown> | undefined): Map<string, string[]> {
+function normaliseHeaders(
+  headers: HeaderEntries | Record<string, unknown> | undefined,
+): Map<string, string[]> {
   const map = new Map<string, string[]>();
   if (!headers) return map;
   const entries: Iterable<readonly [string, unknown]> =
-    Symbol.iterator in headers ? (headers as HeaderEntries) : Object.entries(headers);
+    Symbol.iterator in headers ? headers : Object.entries(headers);
   for (const [name, value] of entries) {
     if (value === undefined || value === null) continue;
     const key = name.toLowerCase();
     const values = map.get(key) ?? [];
-    if (Array.isArray(value)) values.push(...value.map(String));
-    else values.push(String(value));
+    // Header values are strings; anything else (a parsed HTTP header object, say) is not an attribute.
+    for (const v of Array.isArray(value) ? (value as unknown[]) : [value]) {
+      if (typeof v === 'string') values.push(v);
+      else if (typeof v === 'number' || typeof v === 'boolean') values.push(String(v));
+    }
     map.set(key, values);
   }
   return map;
@@ -148,7 +184,10 @@ function checkAttributeName(name: string, where: string): void {
   }
 }
 
-function parseStructured(body: Uint8Array): { attributes: Record<string, string | number | boolean>; data: unknown } {
+function parseStructured(body: Uint8Array): {
+  attributes: Record<string, string | number | boolean>;
+  data: unknown;
+} {
   let parsed: unknown;
   try {
     parsed = JSON.parse(utf8(body, 'structured payload'));
@@ -167,15 +206,22 @@ function parseStructured(body: Uint8Array): { attributes: Record<string, string 
     if (typeof value === 'string') attributes[name] = value;
     else if (STRING_ATTRIBUTES.has(name)) throw invalid(`attribute "${name}" must be a string`);
     else if (typeof value === 'boolean') attributes[name] = value;
-    else if (typeof value === 'number' && Number.isInteger(value) && value >= INT32_MIN && value <= INT32_MAX) {
+    else if (
+      typeof value === 'number' &&
+      Number.isInteger(value) &&
+      value >= INT32_MIN &&
+      value <= INT32_MAX
+    ) {
       attributes[name] = value;
-    } else throw invalid(`extension attribute "${name}" must be a string, boolean or 32-bit integer`);
+    } else
+      throw invalid(`extension attribute "${name}" must be a string, boolean or 32-bit integer`);
   }
   const hasData = obj.data !== undefined;
   const base64 = obj.data_base64;
   if (base64 !== undefined && base64 !== null) {
     if (hasData) throw invalid('both "data" and "data_base64" are present');
-    if (typeof base64 !== 'string' || !BASE64.test(base64)) throw invalid('"data_base64" is not base64');
+    if (typeof base64 !== 'string' || !BASE64.test(base64))
+      throw invalid('"data_base64" is not base64');
     return { attributes, data: new Uint8Array(Buffer.from(base64, 'base64')) };
   }
   return { attributes, data: obj.data };
@@ -212,7 +258,10 @@ function decodeBinaryData(body: Uint8Array, contentType: string | undefined): un
     try {
       return JSON.parse(text);
     } catch (err) {
-      throw invalid(`data is not valid JSON although datacontenttype is ${contentType ?? 'absent (JSON)'}`, err);
+      throw invalid(
+        `data is not valid JSON although datacontenttype is ${contentType ?? 'absent (JSON)'}`,
+        err,
+      );
     }
   }
   if (/^text\//i.test(contentType ?? '')) return utf8(body, 'data');
@@ -220,21 +269,33 @@ function decodeBinaryData(body: Uint8Array, contentType: string | undefined): un
   return body.slice();
 }
 
-function buildEvent(attributes: Record<string, string | number | boolean>, data: unknown): CloudEvent<unknown> {
+function buildEvent(
+  attributes: Record<string, string | number | boolean>,
+  data: unknown,
+): CloudEvent<unknown> {
   const specversion = attributes.specversion;
   if (specversion === undefined) throw invalid('required attribute "specversion" is missing');
-  if (specversion !== '1.0') throw invalid(`specversion "${String(specversion)}" is not supported (only 1.0)`);
+  if (specversion !== '1.0')
+    throw invalid(`specversion "${String(specversion)}" is not supported (only 1.0)`);
   for (const name of REQUIRED_STRING_ATTRIBUTES) {
     const value = attributes[name];
     if (value === undefined) throw invalid(`required attribute "${name}" is missing`);
-    if (typeof value !== 'string' || value === '') throw invalid(`required attribute "${name}" must be a non-empty string`);
+    if (typeof value !== 'string' || value === '')
+      throw invalid(`required attribute "${name}" must be a non-empty string`);
   }
   try {
-    return new CloudEvent<unknown>({ ...attributes, ...(data === undefined ? {} : { data }) }, true);
+    return new CloudEvent<unknown>(
+      { ...attributes, ...(data === undefined ? {} : { data }) },
+      true,
+    );
   } catch (err) {
     if (err instanceof ValidationError) {
       const details = (err.errors as { instancePath?: string; message?: string }[])
-        .map((e) => (typeof e === 'object' && e !== null ? `${e.instancePath ?? ''} ${e.message ?? ''}`.trim() : String(e)))
+        .map((e) =>
+          typeof e === 'object' && e !== null
+            ? `${e.instancePath ?? ''} ${e.message ?? ''}`.trim()
+            : String(e),
+        )
         .filter((s) => s !== '');
       const first = err.message.split('\n')[0] ?? 'invalid';
       throw invalid(details.length > 0 ? details.join('; ') : first, err);
@@ -257,9 +318,12 @@ export function decodeNatsCloudEvent(
   const contentType = singleHeader(map, 'content-type');
   let mode: DecodedCloudEvent['mode'];
   if (contentType !== undefined && /^application\/cloudevents/i.test(contentType)) {
-    if (/^application\/cloudevents-batch/i.test(contentType)) throw invalid('batch content mode is not supported on NATS');
+    if (/^application\/cloudevents-batch/i.test(contentType))
+      throw invalid('batch content mode is not supported on NATS');
     if (!/^application\/cloudevents\+json\s*(;|$)/i.test(contentType)) {
-      throw invalid(`structured event format "${contentType}" is not supported (only application/cloudevents+json)`);
+      throw invalid(
+        `structured event format "${contentType}" is not supported (only application/cloudevents+json)`,
+      );
     }
     mode = 'structured';
   } else if (map.has(`${CE_HEADER_PREFIX}specversion`)) {
@@ -274,7 +338,7 @@ export function decodeNatsCloudEvent(
 }
 
 function messageHeaders(message: Message): Record<string, unknown> {
-  return (message.headers ?? {}) as Record<string, unknown>;
+  return message.headers ?? {};
 }
 
 function messageBody(message: Message): Uint8Array | string {
@@ -292,7 +356,8 @@ function messageBody(message: Message): Uint8Array | string {
 export const NATS: Binding<NatsMessage, NatsMessage> = {
   binary: toBinaryMessage,
   structured: toStructuredMessage,
-  toEvent: <T>(message: Message) => decodeNatsCloudEvent(messageHeaders(message), messageBody(message)).event as CloudEventV1<T>,
+  toEvent: <T>(message: Message) =>
+    decodeNatsCloudEvent(messageHeaders(message), messageBody(message)).event as CloudEventV1<T>,
   isEvent: (message: Message) => {
     try {
       decodeNatsCloudEvent(messageHeaders(message), messageBody(message));

@@ -20,7 +20,8 @@ export function percentEncodeHeaderValue(value: string): string {
       out += ch;
       continue;
     }
-    for (const byte of UTF8.encode(ch)) out += `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+    for (const byte of UTF8.encode(ch))
+      out += `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
   }
   return out;
 }
@@ -70,7 +71,8 @@ function unquote(raw: string): string {
   for (let i = 1; i < raw.length - 1; i++) {
     const ch = raw[i] as string;
     if (ch === '\\') {
-      if (i + 1 >= raw.length - 1) throw new HeaderValueError('quoted value ends in a lone backslash');
+      if (i + 1 >= raw.length - 1)
+        throw new HeaderValueError('quoted value ends in a lone backslash');
       out += raw[++i];
     } else if (ch === '"') {
       throw new HeaderValueError('unescaped double-quote inside a quoted value');

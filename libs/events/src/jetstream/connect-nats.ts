@@ -29,6 +29,8 @@ export async function connectNats(opts: ConnectNatsOptions): Promise<NatsConnect
       pingInterval: 20_000,
     });
   } catch (err) {
-    throw new Error(`cannot connect to NATS at ${opts.url}: ${(err as Error).message}`, { cause: err });
+    throw new Error(`cannot connect to NATS at ${opts.url}: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
 }

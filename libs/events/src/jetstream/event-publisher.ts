@@ -49,11 +49,18 @@ export class EventPublisher {
    * @throws DomainError('InvalidRequest') when data or subject do not fit the catalog entry
    * @throws DomainError('Unavailable', retryable) when JetStream did not acknowledge the publish
    */
-  async publish<K extends EventKey>(key: K, data: EventData<K>, opts: PublishOptions = {}): Promise<PublishResult> {
+  async publish<K extends EventKey>(
+    key: K,
+    data: EventData<K>,
+    opts: PublishOptions = {},
+  ): Promise<PublishResult> {
     const definition = EVENTS[key];
     const parsed = definition.schema.safeParse(data);
     if (!parsed.success) {
-      const issues = parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message }));
+      const issues = parsed.error.issues.map((i) => ({
+        path: i.path.join('.'),
+        message: i.message,
+      }));
       throw new DomainError(
         'InvalidRequest',
         `invalid ${definition.type} data: ${issues.map((i) => `${i.path || '(root)'}: ${i.message}`).join('; ')}`,
@@ -62,10 +69,16 @@ export class EventPublisher {
     }
     const subject = opts.subject ?? definition.subject;
     if (/[*>]/.test(subject)) {
-      throw new DomainError('InvalidRequest', `publishing ${definition.type} needs a concrete NATS subject matching ${definition.subject}`);
+      throw new DomainError(
+        'InvalidRequest',
+        `publishing ${definition.type} needs a concrete NATS subject matching ${definition.subject}`,
+      );
     }
     if (!subjectMatches(definition.subject, subject)) {
-      throw new DomainError('InvalidRequest', `subject ${subject} does not match ${definition.subject} of ${definition.type}`);
+      throw new DomainError(
+        'InvalidRequest',
+        `subject ${subject} does not match ${definition.subject} of ${definition.type}`,
+      );
     }
     const attributes: Record<string, unknown> = {
       id: opts.id ?? randomUUID(),
@@ -84,22 +97,41 @@ export class EventPublisher {
     try {
       event = new CloudEvent<unknown>(attributes);
     } catch (err) {
-      throw new DomainError('InvalidRequest', `invalid CloudEvent attributes for ${definition.type}: ${(err as Error).message}`, { cause: err });
+      throw new DomainError(
+        'InvalidRequest',
+        `invalid CloudEvent attributes for ${definition.type}: ${(err as Error).message}`,
+        { cause: err },
+      );
     }
-    return this.publishCloudEvent(subject, event, opts.msgId === undefined ? {} : { msgId: opts.msgId });
+    return this.publishCloudEvent(
+      subject,
+      event,
+      opts.msgId === undefined ? {} : { msgId: opts.msgId },
+    );
   }
 
   /** Publishes an already-built CloudEvent (e.g. a dead letter being replayed) in binary mode. */
-  async publishCloudEvent(natsSubject: string, event: CloudEvent<unknown>, opts: { msgId?: string } = {}): Promise<PublishResult> {
+  async publishCloudEvent(
+    natsSubject: string,
+    event: CloudEvent<unknown>,
+    opts: { msgId?: string } = {},
+  ): Promise<PublishResult> {
     const { headers, data } = encodeBinary(event);
     try {
-      const ack = await this.js.publish(natsSubject, data, { msgID: opts.msgId ?? event.id, headers });
+      const ack = await this.js.publish(natsSubject, data, {
+        msgID: opts.msgId ?? event.id,
+        headers,
+      });
       return { id: event.id, seq: ack.seq, duplicate: ack.duplicate };
     } catch (err) {
-      throw new DomainError('Unavailable', `publish of ${event.type} ${event.id} to ${natsSubject} failed: ${(err as Error).message}`, {
-        retryable: true,
-        cause: err,
-      });
+      throw new DomainError(
+        'Unavailable',
+        `publish of ${event.type} ${event.id} to ${natsSubject} failed: ${(err as Error).message}`,
+        {
+          retryable: true,
+          cause: err,
+        },
+      );
     }
   }
 }

@@ -36,17 +36,23 @@ export class ProvisionConflictError extends Error {
   override readonly name = 'ProvisionConflictError';
 }
 
-const isNotFound = (err: unknown, code: number) => err instanceof JetStreamApiError && err.code === code;
+const isNotFound = (err: unknown, code: number) =>
+  err instanceof JetStreamApiError && err.code === code;
 
 /**
  * Creates the catalog's streams and durable consumers, or updates the fields that may change in
  * place. Never deletes or recreates: that would drop stored messages or consumer state. Fields
  * that cannot change (storage, retention, ack/deliver policy) raise ProvisionConflictError.
  */
-export async function provisionJetStream(jsm: JetStreamManager, opts: ProvisionOptions = {}): Promise<ProvisionReport> {
+export async function provisionJetStream(
+  jsm: JetStreamManager,
+  opts: ProvisionOptions = {},
+): Promise<ProvisionReport> {
   const report: ProvisionReport = { streams: [], consumers: [] };
-  for (const spec of opts.streams ?? Object.values(STREAMS)) report.streams.push(await provisionStream(jsm, spec));
-  for (const spec of opts.consumers ?? Object.values(CONSUMERS)) report.consumers.push(await provisionConsumer(jsm, spec));
+  for (const spec of opts.streams ?? Object.values(STREAMS))
+    report.streams.push(await provisionStream(jsm, spec));
+  for (const spec of opts.consumers ?? Object.values(CONSUMERS))
+    report.consumers.push(await provisionConsumer(jsm, spec));
   return report;
 }
 
@@ -61,7 +67,10 @@ function streamConfig(spec: StreamSpec): Partial<StreamConfig> & { name: string 
   };
 }
 
-async function provisionStream(jsm: JetStreamManager, spec: StreamSpec): Promise<ProvisionReport['streams'][number]> {
+async function provisionStream(
+  jsm: JetStreamManager,
+  spec: StreamSpec,
+): Promise<ProvisionReport['streams'][number]> {
   const want = streamConfig(spec);
   let info: StreamInfo;
   try {
@@ -86,11 +95,11 @@ async function provisionStream(jsm: JetStreamManager, spec: StreamSpec): Promise
     changed.push('subjects');
   }
   if (have.max_age !== want.max_age) {
-    update.max_age = want.max_age as number;
+    update.max_age = want.max_age;
     changed.push('max_age');
   }
   if (have.duplicate_window !== want.duplicate_window) {
-    update.duplicate_window = want.duplicate_window as number;
+    update.duplicate_window = want.duplicate_window;
     changed.push('duplicate_window');
   }
   if (changed.length === 0) return { name: spec.name, action: 'unchanged' };
@@ -124,12 +133,14 @@ async function provisionConsumer(
     info = await jsm.consumers.info(spec.stream, spec.durable);
   } catch (err) {
     if (!isNotFound(err, JetStreamApiCodes.ConsumerNotFound)) throw err;
-    await jsm.consumers.add(spec.stream, want as ConsumerConfig);
+    await jsm.consumers.add(spec.stream, want);
     return { ...id, action: 'created' };
   }
   const have = info.config;
   if (have.deliver_subject) {
-    throw new ProvisionConflictError(`consumer ${spec.stream}/${spec.durable} is a push consumer; the catalog wants a pull consumer`);
+    throw new ProvisionConflictError(
+      `consumer ${spec.stream}/${spec.durable} is a push consumer; the catalog wants a pull consumer`,
+    );
   }
   for (const field of ['ack_policy', 'deliver_policy'] as const) {
     if (have[field] !== want[field]) {

@@ -27,8 +27,19 @@ export interface FollowOptions {
   blockMs?: number;
 }
 
-const EVENT_NAMES: ReadonlySet<string> = new Set<RunStreamEventName>(['status', 'token', 'step', 'completed', 'failed', 'cancelled']);
-const TERMINAL: ReadonlySet<string> = new Set<RunStreamEventName>(['completed', 'failed', 'cancelled']);
+const EVENT_NAMES: ReadonlySet<string> = new Set<RunStreamEventName>([
+  'status',
+  'token',
+  'step',
+  'completed',
+  'failed',
+  'cancelled',
+]);
+const TERMINAL: ReadonlySet<string> = new Set<RunStreamEventName>([
+  'completed',
+  'failed',
+  'cancelled',
+]);
 const ENTRY_ID = /^(\d{1,20})(?:-(\d{1,20}))?$/;
 const PAGE = 500;
 
@@ -62,24 +73,36 @@ export class RunEventStream {
 
   /** Appends one event and refreshes the TTL, so the stream outlives its last (terminal) entry. */
   async append(runId: string, event: RunStreamEventName, data: unknown): Promise<string> {
-    if (!EVENT_NAMES.has(event)) throw new DomainError('InvalidRequest', `unknown run stream event "${event}"`);
+    if (!EVENT_NAMES.has(event))
+      throw new DomainError('InvalidRequest', `unknown run stream event "${event}"`);
     const key = this.key(runId);
     const results = await this.redis
       .multi()
       .xadd(key, '*', 'event', event, 'data', JSON.stringify(data ?? null))
       .expire(key, this.ttlSeconds)
       .exec();
-    if (!results) throw new DomainError('Unavailable', `append to ${key} was aborted`, { retryable: true });
+    if (!results)
+      throw new DomainError('Unavailable', `append to ${key} was aborted`, { retryable: true });
     const [xadd, expire] = results;
     const failed = xadd?.[0] ?? expire?.[0];
-    if (failed) throw new DomainError('Unavailable', `append to ${key} failed: ${failed.message}`, { retryable: true, cause: failed });
+    if (failed)
+      throw new DomainError('Unavailable', `append to ${key} failed: ${failed.message}`, {
+        retryable: true,
+        cause: failed,
+      });
     return xadd?.[1] as string;
   }
 
   /** Entries after `afterId` (exclusive), oldest first, at most `count`. */
   async range(runId: string, afterId?: string, count = 1000): Promise<RunStreamEntry[]> {
     const start = afterId === undefined ? '-' : nextEntryId(afterId);
-    const raw = (await this.redis.xrange(this.key(runId), start, '+', 'COUNT', count)) as RawEntry[];
+    const raw = (await this.redis.xrange(
+      this.key(runId),
+      start,
+      '+',
+      'COUNT',
+      count,
+    )) as RawEntry[];
     return raw.map(toEntry);
   }
 
@@ -102,7 +125,7 @@ export class RunEventStream {
       while (!signal.aborted) {
         let reply: [string, RawEntry[]][] | null;
         try {
-          reply = (await conn.xread('COUNT', PAGE, 'BLOCK', blockMs, 'STREAMS', key, lastId)) as [string, RawEntry[]][] | null;
+          reply = await conn.xread('COUNT', PAGE, 'BLOCK', blockMs, 'STREAMS', key, lastId);
         } catch (err) {
           if (signal.aborted) return;
           throw err;
@@ -142,7 +165,11 @@ function toEntry([id, fields]: RawEntry): RunStreamEntry {
 
 function normaliseEntryId(id: string): string {
   const match = ENTRY_ID.exec(id.trim());
-  if (!match) throw new DomainError('InvalidRequest', `invalid run stream entry id "${id}" (expected <ms>-<seq>)`);
+  if (!match)
+    throw new DomainError(
+      'InvalidRequest',
+      `invalid run stream entry id "${id}" (expected <ms>-<seq>)`,
+    );
   return `${match[1]}-${match[2] ?? '0'}`;
 }
 

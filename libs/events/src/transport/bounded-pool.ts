@@ -8,7 +8,8 @@ export class BoundedPool {
   private readonly waiters: ((acquired: boolean) => void)[] = [];
 
   constructor(readonly size: number) {
-    if (!Number.isInteger(size) || size < 1) throw new RangeError(`pool size must be a positive integer, got ${size}`);
+    if (!Number.isInteger(size) || size < 1)
+      throw new RangeError(`pool size must be a positive integer, got ${size}`);
   }
 
   get inUse(): number {

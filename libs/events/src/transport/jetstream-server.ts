@@ -1,6 +1,11 @@
 import { EventEmitter } from 'node:events';
 import { DomainError } from '@aob/errors';
-import { jetstream, type ConsumerMessages, type JetStreamClient, type JsMsg } from '@nats-io/jetstream';
+import {
+  jetstream,
+  type ConsumerMessages,
+  type JetStreamClient,
+  type JsMsg,
+} from '@nats-io/jetstream';
 import { millis, type NatsConnection } from '@nats-io/nats-core';
 import { Logger, type LoggerService } from '@nestjs/common';
 import { Server, type CustomTransportStrategy } from '@nestjs/microservices';
@@ -154,7 +159,11 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
       void this.watchConnection(this.nc);
       this._status$.next('connected');
       const started = this.options.consumers.map((spec) => {
-        const runtime: ConsumerRuntime = { spec, ackWaitMs: spec.ackWaitMs, maxDeliver: spec.maxDeliver };
+        const runtime: ConsumerRuntime = {
+          spec,
+          ackWaitMs: spec.ackWaitMs,
+          maxDeliver: spec.maxDeliver,
+        };
         this.runtimes.push(runtime);
         let markStarted!: () => void;
         const firstAttempt = new Promise<void>((resolve) => (markStarted = resolve));
@@ -176,7 +185,11 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
   }
 
   /** NATS connection status events by type: `disconnect`, `reconnect`, `reconnecting`, `error`, ... */
-  on<EventKey extends string = string, EventCallback extends Function = Function>(event: EventKey, callback: EventCallback): void {
+  // eslint-disable-next-line @typescript-eslint/no-unsafe-function-type -- the signature Nest's Server declares
+  on<EventKey extends string = string, EventCallback extends Function = Function>(
+    event: EventKey,
+    callback: EventCallback,
+  ): void {
     this.statusEvents.on(event, callback as unknown as (...args: unknown[]) => void);
   }
 
@@ -198,7 +211,9 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
     for await (const status of nc.status()) {
       this.statusEvents.emit(status.type, status);
       if (status.type === 'disconnect') {
-        this.log.warn(`NATS disconnected from ${String((status as { server?: string }).server ?? '')}`);
+        this.log.warn(
+          `NATS disconnected from ${String((status as { server?: string }).server ?? '')}`,
+        );
         this._status$.next('disconnected');
       } else if (status.type === 'reconnect') {
         this.log.log('NATS reconnected');
@@ -230,7 +245,9 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
           await messages.close();
           break;
         }
-        this.log.log(`consuming ${name} (ack_wait ${rt.ackWaitMs} ms, max_deliver ${rt.maxDeliver})`);
+        this.log.log(
+          `consuming ${name} (ack_wait ${rt.ackWaitMs} ms, max_deliver ${rt.maxDeliver})`,
+        );
         markStarted();
         void this.watchConsumer(messages, name);
         for await (const msg of messages) {
@@ -255,7 +272,11 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
   private async watchConsumer(messages: ConsumerMessages, name: string): Promise<void> {
     try {
       for await (const s of messages.status()) {
-        if (s.type === 'consumer_deleted' || s.type === 'consumer_not_found' || s.type === 'stream_not_found') {
+        if (
+          s.type === 'consumer_deleted' ||
+          s.type === 'consumer_not_found' ||
+          s.type === 'stream_not_found'
+        ) {
           this.log.warn(`consumer ${name}: ${s.type}`);
         } else if (s.type === 'heartbeats_missed' && s.count % 2 === 0) {
           this.log.warn(`consumer ${name}: ${s.count} heartbeats missed`);
@@ -322,7 +343,9 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
     try {
       await this.settle(entry, rt, outcome, meta);
     } catch (err) {
-      this.log.error(`settling ${rt.spec.stream} seq ${msg.info.streamSequence} failed: ${(err as Error).message}`);
+      this.log.error(
+        `settling ${rt.spec.stream} seq ${msg.info.streamSequence} failed: ${(err as Error).message}`,
+      );
     } finally {
       clearInterval(keepAlive);
     }
@@ -335,7 +358,10 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
     meta: Pick<TerminationInfo, 'eventId' | 'eventType' | 'tenantId'>,
   ): { inbound: InboundEvent; handler: NonNullable<ReturnType<Server['getHandlerByPattern']>> } {
     if (msg.data.length > this.maxMessageBytes) {
-      throw new PoisonMessage('PayloadTooLarge', `payload of ${msg.data.length} bytes exceeds the limit of ${this.maxMessageBytes} bytes`);
+      throw new PoisonMessage(
+        'PayloadTooLarge',
+        `payload of ${msg.data.length} bytes exceeds the limit of ${this.maxMessageBytes} bytes`,
+      );
     }
     let decoded;
     try {
@@ -349,15 +375,27 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
     meta.eventType = event.type;
     meta.tenantId = str(attributes.tenantid);
     const definition = eventByType(event.type);
-    if (!definition) throw new PoisonMessage('InvalidEvent', `unknown event type "${event.type}" (not in the AOB event catalog)`);
+    if (!definition)
+      throw new PoisonMessage(
+        'InvalidEvent',
+        `unknown event type "${event.type}" (not in the AOB event catalog)`,
+      );
     const parsed = definition.schema.safeParse(event.data);
     if (!parsed.success) {
-      const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
-      throw new PoisonMessage('InvalidEvent', `data of ${event.type} does not match its schema: ${issues}`);
+      const issues = parsed.error.issues
+        .map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`)
+        .join('; ');
+      throw new PoisonMessage(
+        'InvalidEvent',
+        `data of ${event.type} does not match its schema: ${issues}`,
+      );
     }
     const handler = this.getHandlerByPattern(event.type);
     if (!handler) {
-      throw new PoisonMessage('InvalidEvent', `no handler for event type "${event.type}" on consumer ${rt.spec.stream}/${rt.spec.durable}`);
+      throw new PoisonMessage(
+        'InvalidEvent',
+        `no handler for event type "${event.type}" on consumer ${rt.spec.stream}/${rt.spec.durable}`,
+      );
     }
     const inbound: InboundEvent = {
       id: event.id,
@@ -391,7 +429,9 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
       try {
         await msg.ackAck();
       } catch (err) {
-        this.log.warn(`ack of ${where} not confirmed (${(err as Error).message}); it may be redelivered`);
+        this.log.warn(
+          `ack of ${where} not confirmed (${(err as Error).message}); it may be redelivered`,
+        );
       }
       return;
     }
@@ -433,7 +473,9 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
     entry.settled = true;
     // No reason argument: nats-server 2.9.10 ignores `+TERM <reason>` entirely (NOTES-nats.md).
     msg.term();
-    this.log.warn(`terminated ${where} after ${delivery.deliveryCount} deliveries: ${decision.code}: ${decision.reason}`);
+    this.log.warn(
+      `terminated ${where} after ${delivery.deliveryCount} deliveries: ${decision.code}: ${decision.reason}`,
+    );
   }
 
   /** Nest's default filter turns errors into `{status:'error', message}`: say once how to fix it. */
@@ -451,11 +493,17 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
   private async drain(): Promise<void> {
     this.stopping.abort();
     this.pool.close();
-    const bounded = <T>(p: Promise<T>, ms: number) => Promise.race([p, new Promise<void>((r) => setTimeout(r, ms).unref())]);
-    const running = [...this.inFlight].map((e) => e.done);
-    if (running.length > 0) this.log.log(`draining ${running.length} in-flight message(s), up to ${this.drainTimeoutMs} ms`);
+    const bounded = <T>(p: Promise<T>, ms: number) =>
+      Promise.race([p, new Promise<void>((r) => setTimeout(r, ms).unref())]);
+    const running = [...this.inFlight].flatMap((e) => (e.done ? [e.done] : []));
+    if (running.length > 0)
+      this.log.log(
+        `draining ${running.length} in-flight message(s), up to ${this.drainTimeoutMs} ms`,
+      );
     // The grace period and stopping the pulls run side by side; handlers hear the abort on time.
-    const handlersDone = bounded(Promise.allSettled(running), this.drainTimeoutMs).then(() => this.shutdown.abort());
+    const handlersDone = bounded(Promise.allSettled(running), this.drainTimeoutMs).then(() =>
+      this.shutdown.abort(),
+    );
     await Promise.allSettled(this.runtimes.map((rt) => stopPulling(rt.messages)));
     this.pullsStopped = true;
     for (const msg of this.held.splice(0)) msg.nak();
@@ -466,9 +514,14 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
       entry.settled = true;
       // nak(0): immediate redelivery to another worker instead of waiting out ack_wait.
       entry.msg.nak();
-      this.log.warn(`shutdown grace expired: released ${entry.msg.subject} seq ${entry.msg.info.streamSequence} for redelivery`);
+      this.log.warn(
+        `shutdown grace expired: released ${entry.msg.subject} seq ${entry.msg.info.streamSequence} for redelivery`,
+      );
     }
-    await bounded(Promise.allSettled(this.runtimes.map((rt) => rt.loop)), 5_000);
+    await bounded(
+      Promise.allSettled(this.runtimes.flatMap((rt) => (rt.loop ? [rt.loop] : []))),
+      5_000,
+    );
     const nc = this.nc;
     if (nc && !nc.isClosed()) {
       try {
@@ -476,7 +529,9 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
         if (this.ownsConnection) await nc.drain();
         else await nc.flush();
       } catch (err) {
-        this.log.warn(`NATS ${this.ownsConnection ? 'drain' : 'flush'} on close failed: ${(err as Error).message}`);
+        this.log.warn(
+          `NATS ${this.ownsConnection ? 'drain' : 'flush'} on close failed: ${(err as Error).message}`,
+        );
       }
     }
     this._status$.next('disconnected');

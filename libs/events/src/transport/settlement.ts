@@ -25,17 +25,31 @@ export interface RetryPolicy {
  * Exponential backoff with full jitter: uniform in [0, min(max, base * 2^(attempt-1))).
  * Full jitter spreads a burst of failures (say, a provider outage) instead of retrying in lockstep.
  */
-export function retryDelayMs(deliveryCount: number, policy: RetryPolicy, random: () => number = Math.random): number {
+export function retryDelayMs(
+  deliveryCount: number,
+  policy: RetryPolicy,
+  random: () => number = Math.random,
+): number {
   const exponent = Math.min(Math.max(deliveryCount - 1, 0), 30);
   const ceiling = Math.min(policy.retryMaxMs, policy.retryBaseMs * 2 ** exponent);
   return Math.floor(random() * ceiling);
 }
 
 /** Code and message of anything a handler may throw, including Nest's `{status, message}` error objects. */
-export function describeFailure(error: unknown): { code: string; message: string; retryable: boolean } {
-  if (isDomainError(error)) return { code: error.code, message: error.message, retryable: error.retryable };
-  if (error instanceof Error) return { code: 'Internal', message: error.message || error.name, retryable: true };
-  if (typeof error === 'object' && error !== null && typeof (error as { message?: unknown }).message === 'string') {
+export function describeFailure(error: unknown): {
+  code: string;
+  message: string;
+  retryable: boolean;
+} {
+  if (isDomainError(error))
+    return { code: error.code, message: error.message, retryable: error.retryable };
+  if (error instanceof Error)
+    return { code: 'Internal', message: error.message || error.name, retryable: true };
+  if (
+    typeof error === 'object' &&
+    error !== null &&
+    typeof (error as { message?: unknown }).message === 'string'
+  ) {
     return { code: 'Internal', message: (error as { message: string }).message, retryable: true };
   }
   return { code: 'Internal', message: String(error), retryable: true };
@@ -44,7 +58,9 @@ export function describeFailure(error: unknown): { code: string; message: string
 function retryAfterMs(error: unknown): number | undefined {
   if (!isDomainError(error)) return undefined;
   const value = error.details?.retryAfterMs;
-  return typeof value === 'number' && Number.isFinite(value) && value >= 0 ? Math.round(value) : undefined;
+  return typeof value === 'number' && Number.isFinite(value) && value >= 0
+    ? Math.round(value)
+    : undefined;
 }
 
 /**
@@ -62,7 +78,8 @@ export function settlementFor(
 ): Settlement {
   if (outcome.ok) return { action: 'ack' };
   const failure = describeFailure(outcome.error);
-  if (outcome.poison || !failure.retryable) return { action: 'term', code: failure.code, reason: failure.message };
+  if (outcome.poison || !failure.retryable)
+    return { action: 'term', code: failure.code, reason: failure.message };
   if (delivery.maxDeliver > 0 && delivery.deliveryCount >= delivery.maxDeliver) {
     return {
       action: 'term',
@@ -70,5 +87,8 @@ export function settlementFor(
       reason: `gave up after ${delivery.deliveryCount} deliveries: ${failure.message}`,
     };
   }
-  return { action: 'nak', delayMs: retryAfterMs(outcome.error) ?? retryDelayMs(delivery.deliveryCount, policy, random) };
+  return {
+    action: 'nak',
+    delayMs: retryAfterMs(outcome.error) ?? retryDelayMs(delivery.deliveryCount, policy, random),
+  };
 }

@@ -12,12 +12,22 @@ import {
   type JetStreamServerOptions,
   type TerminationInfo,
 } from '@aob/events';
-import { eventually, natsFixture, quietLogger, sleep, testConsumer, type NatsFixture } from './support';
+import {
+  eventually,
+  natsFixture,
+  quietLogger,
+  sleep,
+  testConsumer,
+  type NatsFixture,
+} from './support';
 
 // Private nats-server per suite, and close() waits for open pull requests (up to 5 s).
 jest.setTimeout(60_000);
 
-type Handler = (event: InboundEvent<{ agent: string; input: any }>, ctx: JetStreamContext) => Promise<unknown>;
+type Handler = (
+  event: InboundEvent<{ agent: string; input: unknown }>,
+  ctx: JetStreamContext,
+) => Promise<unknown>;
 
 describe('JetStreamServer (private nats-server)', () => {
   let nats: NatsFixture;
@@ -35,21 +45,43 @@ describe('JetStreamServer (private nats-server)', () => {
     await nats.close();
   });
 
-  async function startServer(spec: ConsumerSpec, handler: Handler, opts: Partial<JetStreamServerOptions> = {}) {
+  async function startServer(
+    spec: ConsumerSpec,
+    handler: Handler,
+    opts: Partial<JetStreamServerOptions> = {},
+  ) {
     await provisionJetStream(nats.jsm, { streams: [], consumers: [spec] });
-    const server = new JetStreamServer({ connection: nats.nc, consumers: [spec], logger: quietLogger, ...opts });
+    const server = new JetStreamServer({
+      connection: nats.nc,
+      consumers: [spec],
+      logger: quietLogger,
+      ...opts,
+    });
     server.addHandler(EVENTS.agentExecute.type, handler as never, true);
     servers.push(server);
-    await new Promise<void>((resolve, reject) => void server.listen((err?: unknown) => (err ? reject(err) : resolve())));
+    await new Promise<void>(
+      (resolve, reject) =>
+        void server.listen((err?: unknown) =>
+          err ? reject(err instanceof Error ? err : new Error(JSON.stringify(err))) : resolve(),
+        ),
+    );
     return server;
   }
 
   const publish = (subject: string, agent: string, input: unknown = {}, id?: string) =>
-    publisher.publish('agentExecute', { agent, input: input as never }, { subject, tenantId: 'acme', ...(id ? { id } : {}) });
+    publisher.publish(
+      'agentExecute',
+      { agent, input: input as never },
+      { subject, tenantId: 'acme', ...(id ? { id } : {}) },
+    );
 
   async function consumerState(spec: ConsumerSpec) {
     const info = await nats.jsm.consumers.info(spec.stream, spec.durable);
-    return { pending: info.num_pending, ackPending: info.num_ack_pending, redelivered: info.num_redelivered };
+    return {
+      pending: info.num_pending,
+      ackPending: info.num_ack_pending,
+      redelivered: info.num_redelivered,
+    };
   }
 
   it('acks on success and hands the handler a typed InboundEvent and a JetStreamContext', async () => {
@@ -61,9 +93,23 @@ describe('JetStreamServer (private nats-server)', () => {
     const published = await publish(subject, agent, { n: 1 });
     await eventually(() => seen.length === 1, 'the handler');
     const [{ inbound, ctx }] = seen as [(typeof seen)[number]];
-    expect(inbound).toMatchObject({ id: published.id, type: 'aob.agent.execute.v1', source: 'aob://test', tenantId: 'acme', data: { agent, input: { n: 1 } } });
+    expect(inbound).toMatchObject({
+      id: published.id,
+      type: 'aob.agent.execute.v1',
+      source: 'aob://test',
+      tenantId: 'acme',
+      data: { agent, input: { n: 1 } },
+    });
     expect(ctx).toBeInstanceOf(JetStreamContext);
-    expect(ctx).toMatchObject({ natsSubject: subject, stream: 'AGENT_EXECUTION', durable: spec.durable, streamSeq: published.seq, deliveryCount: 1, maxDeliver: 5, isLastDelivery: false });
+    expect(ctx).toMatchObject({
+      natsSubject: subject,
+      stream: 'AGENT_EXECUTION',
+      durable: spec.durable,
+      streamSeq: published.seq,
+      deliveryCount: 1,
+      maxDeliver: 5,
+      isLastDelivery: false,
+    });
     expect(ctx.signal.aborted).toBe(false);
     await eventually(async () => (await consumerState(spec)).ackPending === 0, 'the ack');
     expect(await consumerState(spec)).toEqual({ pending: 0, ackPending: 0, redelivered: 0 });
@@ -77,7 +123,11 @@ describe('JetStreamServer (private nats-server)', () => {
       spec,
       async (_e, ctx) => {
         deliveries.push({ at: Date.now(), count: ctx.deliveryCount });
-        if (ctx.deliveryCount === 1) throw new DomainError('Unavailable', 'provider down', { retryable: true, details: { retryAfterMs: 400 } });
+        if (ctx.deliveryCount === 1)
+          throw new DomainError('Unavailable', 'provider down', {
+            retryable: true,
+            details: { retryAfterMs: 400 },
+          });
         if (ctx.deliveryCount === 2) throw new Error('plain errors are retried too');
       },
       { onTerminate: (t) => void terminated.push(t) },
@@ -110,9 +160,20 @@ describe('JetStreamServer (private nats-server)', () => {
     const good1 = await publish(subject, agent, { i: 1 });
     await nats.js.publish(subject, 'this is not a cloudevent');
     const good2 = await publish(subject, agent, { i: 2 });
-    const invalid = new CloudEvent<unknown>({ id: 'bad-data', source: 's', type: 'aob.agent.execute.v1', tenantid: 'acme', data: { agent: 'NOT VALID', input: 1 } });
+    const invalid = new CloudEvent<unknown>({
+      id: 'bad-data',
+      source: 's',
+      type: 'aob.agent.execute.v1',
+      tenantid: 'acme',
+      data: { agent: 'NOT VALID', input: 1 },
+    });
     await publisher.publishCloudEvent(subject, invalid);
-    const unknown = new CloudEvent<unknown>({ id: 'bad-type', source: 's', type: 'com.example.unknown', data: {} });
+    const unknown = new CloudEvent<unknown>({
+      id: 'bad-type',
+      source: 's',
+      type: 'com.example.unknown',
+      data: {},
+    });
     await publisher.publishCloudEvent(subject, unknown);
     const big = await publish(subject, agent, { blob: 'x'.repeat(10 * 1024) }, 'too-big');
     const h = natsHeaders();
@@ -124,14 +185,40 @@ describe('JetStreamServer (private nats-server)', () => {
     await nats.js.publish(subject, '{}', { headers: h });
     const good3 = await publish(subject, agent, { i: 3 });
 
-    await eventually(() => handled.length === 3 && terminated.length === 5, 'good messages handled and poison terminated');
+    await eventually(
+      () => handled.length === 3 && terminated.length === 5,
+      'good messages handled and poison terminated',
+    );
     expect(handled.sort()).toEqual([good1.id, good2.id, good3.id].sort());
     const byId = (id: string | undefined) => terminated.find((t) => t.eventId === id);
-    expect(terminated.every((t) => t.deliveryCount === 1 && t.stream === 'AGENT_EXECUTION' && t.durable === spec.durable && t.natsSubject === subject)).toBe(true);
-    expect(terminated.find((t) => t.eventId === undefined && /structured payload is not JSON/.test(t.reason))).toMatchObject({ code: 'InvalidEvent' });
-    expect(byId('bad-data')).toMatchObject({ code: 'InvalidEvent', eventType: 'aob.agent.execute.v1', tenantId: 'acme', reason: expect.stringContaining('agent') });
-    expect(byId('bad-type')).toMatchObject({ code: 'InvalidEvent', reason: expect.stringContaining('unknown event type "com.example.unknown"') });
-    expect(terminated.find((t) => t.code === 'PayloadTooLarge')).toMatchObject({ streamSeq: big.seq, reason: expect.stringMatching(/exceeds the limit of 8192 bytes/) });
+    expect(
+      terminated.every(
+        (t) =>
+          t.deliveryCount === 1 &&
+          t.stream === 'AGENT_EXECUTION' &&
+          t.durable === spec.durable &&
+          t.natsSubject === subject,
+      ),
+    ).toBe(true);
+    expect(
+      terminated.find(
+        (t) => t.eventId === undefined && /structured payload is not JSON/.test(t.reason),
+      ),
+    ).toMatchObject({ code: 'InvalidEvent' });
+    expect(byId('bad-data')).toMatchObject({
+      code: 'InvalidEvent',
+      eventType: 'aob.agent.execute.v1',
+      tenantId: 'acme',
+      reason: expect.stringContaining('agent'),
+    });
+    expect(byId('bad-type')).toMatchObject({
+      code: 'InvalidEvent',
+      reason: expect.stringContaining('unknown event type "com.example.unknown"'),
+    });
+    expect(terminated.find((t) => t.code === 'PayloadTooLarge')).toMatchObject({
+      streamSeq: big.seq,
+      reason: expect.stringMatching(/exceeds the limit of 8192 bytes/),
+    });
     expect(terminated.find((t) => /UTF-8/.test(t.reason))).toMatchObject({ code: 'InvalidEvent' });
 
     // term() really stuck: nothing comes back after ack_wait.
@@ -149,7 +236,8 @@ describe('JetStreamServer (private nats-server)', () => {
       spec,
       async (e, ctx) => {
         calls.push(ctx.deliveryCount);
-        if ((e.data.input as { mode: string }).mode === 'permanent') throw new DomainError('UnknownAgent', 'no such agent');
+        if ((e.data.input as { mode: string }).mode === 'permanent')
+          throw new DomainError('UnknownAgent', 'no such agent');
         expect(ctx.isLastDelivery).toBe(ctx.deliveryCount === 2);
         throw new DomainError('Timeout', 'too slow', { retryable: true });
       },
@@ -158,8 +246,17 @@ describe('JetStreamServer (private nats-server)', () => {
     const permanent = await publish(subject, agent, { mode: 'permanent' });
     const transient = await publish(subject, agent, { mode: 'transient' });
     await eventually(() => terminated.length === 2, 'two terminations');
-    expect(terminated.find((t) => t.eventId === permanent.id)).toMatchObject({ code: 'UnknownAgent', reason: 'no such agent', deliveryCount: 1, tenantId: 'acme' });
-    expect(terminated.find((t) => t.eventId === transient.id)).toMatchObject({ code: 'Timeout', reason: 'gave up after 2 deliveries: too slow', deliveryCount: 2 });
+    expect(terminated.find((t) => t.eventId === permanent.id)).toMatchObject({
+      code: 'UnknownAgent',
+      reason: 'no such agent',
+      deliveryCount: 1,
+      tenantId: 'acme',
+    });
+    expect(terminated.find((t) => t.eventId === transient.id)).toMatchObject({
+      code: 'Timeout',
+      reason: 'gave up after 2 deliveries: too slow',
+      deliveryCount: 2,
+    });
     expect(calls.sort()).toEqual([1, 1, 2]);
     await eventually(async () => (await consumerState(spec)).ackPending === 0, 'nothing pending');
   });
@@ -237,7 +334,9 @@ describe('JetStreamServer (private nats-server)', () => {
       },
       { concurrency: 4 },
     );
-    const ids = (await Promise.all(Array.from({ length: 12 }, (_, i) => publish(subject, agent, { i })))).map((r) => r.id);
+    const ids = (
+      await Promise.all(Array.from({ length: 12 }, (_, i) => publish(subject, agent, { i })))
+    ).map((r) => r.id);
     await eventually(() => startedByFirst.length >= 4, 'the first batch to start');
     await first.close();
     await first.close(); // idempotent
@@ -247,7 +346,11 @@ describe('JetStreamServer (private nats-server)', () => {
     const bySecond: string[] = [];
     await startServer(spec, async (e) => void bySecond.push(e.id), { concurrency: 8 });
     // ack_wait is 30 s: finishing within a few seconds proves released messages were nak'ed, not timed out.
-    await eventually(() => completedByFirst.length + bySecond.length === ids.length, 'every message handled once', 8_000);
+    await eventually(
+      () => completedByFirst.length + bySecond.length === ids.length,
+      'every message handled once',
+      8_000,
+    );
     expect(bySecond.filter((id) => completedByFirst.includes(id))).toEqual([]);
     expect([...completedByFirst, ...bySecond].sort()).toEqual([...ids].sort());
     await sleep(200);
@@ -283,7 +386,10 @@ describe('JetStreamServer (private nats-server)', () => {
     // (The delivery count may read 1 again: 2.9 un-counts a redelivery sent to the closed pull's inbox.)
     await eventually(() => second.length === 1, 'redelivery to the next worker', 5_000);
     expect(second).toEqual([published.id]);
-    await eventually(async () => (await consumerState(spec)).ackPending === 0, 'the ack by the next worker');
+    await eventually(
+      async () => (await consumerState(spec)).ackPending === 0,
+      'the ack by the next worker',
+    );
     // The abandoned handler finishing late must not settle a message it no longer owns.
     finishFirst();
     await sleep(100);
@@ -301,17 +407,25 @@ describe('JetStreamServer (private nats-server)', () => {
     await sleep(500);
     await provisionJetStream(nats.jsm, { streams: [], consumers: [spec] });
     const b = await publish(subject, agent);
-    await eventually(() => handled.includes(b.id), 'a message after the consumer was re-created', 20_000);
+    await eventually(
+      () => handled.includes(b.id),
+      'a message after the consumer was re-created',
+      20_000,
+    );
 
     await nats.server.restart();
-    await eventually(async () => {
-      try {
-        await nats.nc.flush();
-        return true;
-      } catch {
-        return false;
-      }
-    }, 'reconnect', 15_000);
+    await eventually(
+      async () => {
+        try {
+          await nats.nc.flush();
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      'reconnect',
+      15_000,
+    );
     const c = await publish(subject, agent);
     await eventually(() => handled.includes(c.id), 'a message after the restart', 30_000);
   }, 90_000);

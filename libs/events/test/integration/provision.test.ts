@@ -1,5 +1,12 @@
 import { nanos } from '@nats-io/nats-core';
-import { CONSUMERS, provisionJetStream, ProvisionConflictError, STREAMS, type ConsumerSpec, type StreamSpec } from '@aob/events';
+import {
+  CONSUMERS,
+  provisionJetStream,
+  ProvisionConflictError,
+  STREAMS,
+  type ConsumerSpec,
+  type StreamSpec,
+} from '@aob/events';
 import { natsFixture, type NatsFixture } from './support';
 
 // Private nats-server per suite, and close() waits for open pull requests (up to 5 s).
@@ -17,7 +24,9 @@ describe('provisionJetStream (private nats-server 2.9)', () => {
   it('creates every catalog stream and consumer with the contract settings, then reports unchanged', async () => {
     const first = await provisionJetStream(nats.jsm);
     // natsFixture already made the streams; consumers are new.
-    expect(first.streams.map((s) => [s.name, s.action])).toEqual(Object.keys(STREAMS).map((n) => [n, 'unchanged']));
+    expect(first.streams.map((s) => [s.name, s.action])).toEqual(
+      Object.keys(STREAMS).map((n) => [n, 'unchanged']),
+    );
     expect(first.consumers.every((c) => c.action === 'created')).toBe(true);
 
     const exec = await nats.jsm.streams.info('AGENT_EXECUTION');
@@ -40,11 +49,19 @@ describe('provisionJetStream (private nats-server 2.9)', () => {
     expect(workers.config.deliver_subject).toBeUndefined();
 
     const again = await provisionJetStream(nats.jsm);
-    expect([...again.streams, ...again.consumers].every((r) => r.action === 'unchanged')).toBe(true);
+    expect([...again.streams, ...again.consumers].every((r) => r.action === 'unchanged')).toBe(
+      true,
+    );
   });
 
   it('updates changed settings in place without losing stored messages or consumer state', async () => {
-    const stream: StreamSpec = { name: 'PROVTEST', subjects: ['prov.a'], maxAgeMs: 60_000, duplicateWindowMs: 10_000, storage: 'file' };
+    const stream: StreamSpec = {
+      name: 'PROVTEST',
+      subjects: ['prov.a'],
+      maxAgeMs: 60_000,
+      duplicateWindowMs: 10_000,
+      storage: 'file',
+    };
     const consumer = {
       stream: 'PROVTEST',
       durable: 'prov-consumer',
@@ -54,7 +71,9 @@ describe('provisionJetStream (private nats-server 2.9)', () => {
       retryBaseMs: 1,
       retryMaxMs: 1,
     } as unknown as ConsumerSpec;
-    expect(await provisionJetStream(nats.jsm, { streams: [stream], consumers: [consumer] })).toEqual({
+    expect(
+      await provisionJetStream(nats.jsm, { streams: [stream], consumers: [consumer] }),
+    ).toEqual({
       streams: [{ name: 'PROVTEST', action: 'created' }],
       consumers: [{ stream: 'PROVTEST', durable: 'prov-consumer', action: 'created' }],
     });
@@ -65,34 +84,78 @@ describe('provisionJetStream (private nats-server 2.9)', () => {
     const m = await c.next({ expires: 2_000 });
     expect(await m!.ackAck()).toBe(true);
 
-    const changedStream = { ...stream, subjects: ['prov.a', 'prov.b'], maxAgeMs: 120_000, duplicateWindowMs: 20_000 };
-    const changedConsumer = { ...consumer, ackWaitMs: 7_000, maxDeliver: 4, maxAckPending: 20, filterSubject: 'prov.a' };
-    const report = await provisionJetStream(nats.jsm, { streams: [changedStream], consumers: [changedConsumer] });
-    expect(report.streams).toEqual([{ name: 'PROVTEST', action: 'updated', changed: ['subjects', 'max_age', 'duplicate_window'] }]);
+    const changedStream = {
+      ...stream,
+      subjects: ['prov.a', 'prov.b'],
+      maxAgeMs: 120_000,
+      duplicateWindowMs: 20_000,
+    };
+    const changedConsumer = {
+      ...consumer,
+      ackWaitMs: 7_000,
+      maxDeliver: 4,
+      maxAckPending: 20,
+      filterSubject: 'prov.a',
+    };
+    const report = await provisionJetStream(nats.jsm, {
+      streams: [changedStream],
+      consumers: [changedConsumer],
+    });
+    expect(report.streams).toEqual([
+      { name: 'PROVTEST', action: 'updated', changed: ['subjects', 'max_age', 'duplicate_window'] },
+    ]);
     expect(report.consumers).toEqual([
-      { stream: 'PROVTEST', durable: 'prov-consumer', action: 'updated', changed: ['ack_wait', 'max_deliver', 'max_ack_pending', 'filter_subject'] },
+      {
+        stream: 'PROVTEST',
+        durable: 'prov-consumer',
+        action: 'updated',
+        changed: ['ack_wait', 'max_deliver', 'max_ack_pending', 'filter_subject'],
+      },
     ]);
 
     const info = await nats.jsm.streams.info('PROVTEST');
-    expect(info.config).toMatchObject({ subjects: ['prov.a', 'prov.b'], max_age: nanos(120_000), duplicate_window: nanos(20_000) });
+    expect(info.config).toMatchObject({
+      subjects: ['prov.a', 'prov.b'],
+      max_age: nanos(120_000),
+      duplicate_window: nanos(20_000),
+    });
     expect(info.state.messages).toBe(2);
     const ci = await nats.jsm.consumers.info('PROVTEST', 'prov-consumer');
-    expect(ci.config).toMatchObject({ ack_wait: nanos(7_000), max_deliver: 4, max_ack_pending: 20, filter_subject: 'prov.a' });
+    expect(ci.config).toMatchObject({
+      ack_wait: nanos(7_000),
+      max_deliver: 4,
+      max_ack_pending: 20,
+      filter_subject: 'prov.a',
+    });
     expect(ci.ack_floor.stream_seq).toBe(1);
     expect(ci.num_pending).toBe(1);
 
-    const third = await provisionJetStream(nats.jsm, { streams: [changedStream], consumers: [changedConsumer] });
-    expect([...third.streams, ...third.consumers].every((r) => r.action === 'unchanged')).toBe(true);
+    const third = await provisionJetStream(nats.jsm, {
+      streams: [changedStream],
+      consumers: [changedConsumer],
+    });
+    expect([...third.streams, ...third.consumers].every((r) => r.action === 'unchanged')).toBe(
+      true,
+    );
   });
 
   it('refuses, with a clear error, a change JetStream cannot make in place', async () => {
-    const stream: StreamSpec = { name: 'PROVMEM', subjects: ['provmem.>'], maxAgeMs: 60_000, duplicateWindowMs: 10_000, storage: 'memory' };
+    const stream: StreamSpec = {
+      name: 'PROVMEM',
+      subjects: ['provmem.>'],
+      maxAgeMs: 60_000,
+      duplicateWindowMs: 10_000,
+      storage: 'memory',
+    };
     await provisionJetStream(nats.jsm, { streams: [stream], consumers: [] });
-    const attempt = provisionJetStream(nats.jsm, { streams: [{ ...stream, storage: 'file' }], consumers: [] });
+    const attempt = provisionJetStream(nats.jsm, {
+      streams: [{ ...stream, storage: 'file' }],
+      consumers: [],
+    });
     await expect(attempt).rejects.toThrow(ProvisionConflictError);
-    await expect(provisionJetStream(nats.jsm, { streams: [{ ...stream, storage: 'file' }], consumers: [] })).rejects.toThrow(
-      /PROVMEM has storage "memory" but the catalog wants "file"/,
-    );
+    await expect(
+      provisionJetStream(nats.jsm, { streams: [{ ...stream, storage: 'file' }], consumers: [] }),
+    ).rejects.toThrow(/PROVMEM has storage "memory" but the catalog wants "file"/);
     expect((await nats.jsm.streams.info('PROVMEM')).config.storage).toBe('memory');
   });
 });

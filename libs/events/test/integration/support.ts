@@ -1,4 +1,9 @@
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import {
+  jetstream,
+  jetstreamManager,
+  type JetStreamClient,
+  type JetStreamManager,
+} from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { startNatsServer, type TestNatsServer } from '@aob/testing';
 import { connectNats, provisionJetStream, STREAMS, type ConsumerSpec } from '@aob/events';
@@ -31,7 +36,11 @@ export async function natsFixture(): Promise<NatsFixture> {
 
 let counter = 0;
 /** A consumer on AGENT_EXECUTION that only sees `agent.execute.<agent>` of a fresh agent name. */
-export function testConsumer(overrides: Partial<ConsumerSpec> = {}): { spec: ConsumerSpec; agent: string; subject: string } {
+export function testConsumer(overrides: Partial<ConsumerSpec> = {}): {
+  spec: ConsumerSpec;
+  agent: string;
+  subject: string;
+} {
   const agent = `agent${Date.now().toString(36)}${counter++}`;
   const subject = `agent.execute.${agent}`;
   return {
@@ -53,10 +62,15 @@ export function testConsumer(overrides: Partial<ConsumerSpec> = {}): { spec: Con
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export async function eventually(probe: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
+export async function eventually(
+  probe: () => boolean | Promise<boolean>,
+  what: string,
+  timeoutMs = 10_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await probe())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await sleep(25);
   }
 }

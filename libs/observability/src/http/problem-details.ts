@@ -53,7 +53,7 @@ export function toProblem(err: unknown): ProblemDetails {
     const body = e.getResponse?.();
     const msg =
       typeof body === 'object' && body !== null && 'message' in body
-        ? String((body as { message: unknown }).message)
+        ? String(body.message)
         : String(body ?? '');
     return problemFromStatus(status, msg);
   }

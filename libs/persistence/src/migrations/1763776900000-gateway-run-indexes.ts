@@ -14,8 +14,12 @@ export class GatewayRunIndexes1763776900000 implements MigrationInterface {
     await q.query(
       `CREATE INDEX IF NOT EXISTS runs_tenant_agent_created_idx ON gateway.runs (tenant_id, agent, created_at DESC, run_id DESC)`,
     );
-    await q.query(`CREATE INDEX IF NOT EXISTS runs_tenant_thread_idx ON gateway.runs (tenant_id, thread_id)`);
-    await q.query(`CREATE INDEX IF NOT EXISTS outbox_sent_at_idx ON gateway.outbox (sent_at) WHERE sent_at IS NOT NULL`);
+    await q.query(
+      `CREATE INDEX IF NOT EXISTS runs_tenant_thread_idx ON gateway.runs (tenant_id, thread_id)`,
+    );
+    await q.query(
+      `CREATE INDEX IF NOT EXISTS outbox_sent_at_idx ON gateway.outbox (sent_at) WHERE sent_at IS NOT NULL`,
+    );
   }
 
   async down(q: QueryRunner): Promise<void> {

@@ -9,10 +9,14 @@ export class ExecutorRunLease1763777000000 implements MigrationInterface {
   name = 'ExecutorRunLease1763777000000';
 
   async up(q: QueryRunner): Promise<void> {
-    await q.query(`ALTER TABLE executor.runs ADD COLUMN lease_owner text, ADD COLUMN lease_expires_at timestamptz`);
+    await q.query(
+      `ALTER TABLE executor.runs ADD COLUMN lease_owner text, ADD COLUMN lease_expires_at timestamptz`,
+    );
   }
 
   async down(q: QueryRunner): Promise<void> {
-    await q.query(`ALTER TABLE executor.runs DROP COLUMN IF EXISTS lease_expires_at, DROP COLUMN IF EXISTS lease_owner`);
+    await q.query(
+      `ALTER TABLE executor.runs DROP COLUMN IF EXISTS lease_expires_at, DROP COLUMN IF EXISTS lease_owner`,
+    );
   }
 }
