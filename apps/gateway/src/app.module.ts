@@ -27,7 +27,6 @@ import { RunProjectionService } from './projection/run-projection.service';
 import { RunStatusHandler } from './projection/run-status.handler';
 import { RunEventsController } from './run-events/run-events.controller';
 import { RunEventsService } from './run-events/run-events.service';
-import { runStreamReaderProviders } from './run-events/run-stream-reader.provider';
 import { RunQueryService } from './runs/run-query.service';
 import { RunSubmissionService } from './runs/run-submission.service';
 import { RunRepository } from './runs/run.repository';
@@ -82,7 +81,6 @@ export class GatewayModule {
           inject: [DataSource],
           useFactory: (ds: DataSource) => new TerminationRepository(ds),
         },
-        ...runStreamReaderProviders,
         OutboxRepository,
         OutboxRelay,
         RunRepository,

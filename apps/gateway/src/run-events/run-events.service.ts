@@ -8,7 +8,6 @@ import { invalid } from '../common/validation';
 import type { RunRecord } from '../runs/run-record';
 import { RunQueryService } from '../runs/run-query.service';
 import { RunRepository } from '../runs/run.repository';
-import { RUN_STREAM_READER } from './run-stream-reader.provider';
 import { SseWriter } from './sse-writer';
 
 const ENTRY_ID = /^\d{1,20}-\d{1,20}$/;
@@ -95,7 +94,7 @@ export class RunEventsService implements OnModuleDestroy {
   constructor(
     private readonly query: RunQueryService,
     private readonly runs: RunRepository,
-    @Inject(RUN_STREAM_READER) private readonly runStream: RunEventStream,
+    private readonly runStream: RunEventStream,
     @Inject(GATEWAY_CONFIG) private readonly config: GatewayConfig,
   ) {}
 

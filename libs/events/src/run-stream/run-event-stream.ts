@@ -116,7 +116,9 @@ export class RunEventStream {
     const key = this.key(runId);
     const blockMs = opts.blockMs ?? 5_000;
     let lastId = opts.afterId === undefined ? '0-0' : normaliseEntryId(opts.afterId);
-    const conn = this.redis.duplicate();
+    // the shared client may fail fast while disconnected (enableOfflineQueue: false); this private one
+    // must queue its first XREAD until it has connected
+    const conn = this.redis.duplicate({ enableOfflineQueue: true });
     // Errors reach us through the rejected command; this only keeps ioredis from logging them twice.
     conn.on('error', () => undefined);
     const stop = () => conn.disconnect();
