@@ -10,6 +10,7 @@ import {
   type RunFailure,
   type RunResult,
 } from '@aob/events';
+import type { ExecutorRun } from '@aob/persistence';
 import { Inject, Injectable } from '@nestjs/common';
 import type { AgentDefinition, JsonValue, Logger } from '../agents/agent-definition';
 import { AgentRegistry } from '../agents/agent-registry';
@@ -429,11 +430,7 @@ export class RunExecutor {
   }
 
   /** The run finished earlier: publish its stored terminal event again, run nothing. */
-  private async replay(
-    stored: NonNullable<Awaited<ReturnType<ExecutorRunRepository['find']>>>,
-    run: RunRef,
-    log: Logger,
-  ): Promise<void> {
+  private async replay(stored: ExecutorRun, run: RunRef, log: Logger): Promise<void> {
     await this.status.republish(stored, {
       traceparent: run.traceparent,
       tracestate: run.tracestate,

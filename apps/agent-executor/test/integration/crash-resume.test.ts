@@ -49,10 +49,7 @@ describe('agent-executor crash and resume (child process, SIGKILL)', () => {
     execFileSync(
       'npx',
       ['turbo', 'run', 'build', '--filter=@aob/agent-executor...', '--output-logs=errors-only'],
-      {
-        cwd: ROOT,
-        stdio: 'inherit',
-      },
+      { cwd: ROOT, stdio: 'inherit', env: { ...process.env, TURBO_TELEMETRY_DISABLED: '1' } },
     );
     if (!existsSync(MAIN)) throw new Error(`${MAIN} missing after the build`);
     f = await ExecutorFixture.create();
