@@ -15,7 +15,6 @@ import type {
   ProviderChunk,
   ProviderCompletion,
   ProviderRequest,
-  ProviderStream,
   TokenUsage,
 } from './provider';
 import { simulatedText } from './simulated-text';
@@ -41,22 +40,11 @@ export class LocalProvider implements Provider {
     const plan = this.plan(req);
     const { ttftMs, tokensPerSecond } = this.deployment.simulate;
     await pause(ttftMs + (plan.pieces.length * 1000) / tokensPerSecond, signal);
-    return {
-      content: plan.content,
-      toolCalls: [],
-      finishReason: plan.finishReason,
-      usage: plan.usage,
-      rateLimit: {},
-    };
+    return { content: plan.content, finishReason: plan.finishReason, usage: plan.usage };
   }
 
-  stream(req: ProviderRequest, signal: AbortSignal): Promise<ProviderStream> {
-    // planning first: a refused request rejects here, before anything is streamed
+  async *stream(req: ProviderRequest, signal: AbortSignal): AsyncGenerator<ProviderChunk> {
     const plan = this.plan(req);
-    return Promise.resolve({ rateLimit: {}, chunks: this.generate(plan, signal) });
-  }
-
-  private async *generate(plan: Plan, signal: AbortSignal): AsyncGenerator<ProviderChunk> {
     const { ttftMs, tokensPerSecond } = this.deployment.simulate;
     await pause(ttftMs, signal);
     const begun = performance.now();
