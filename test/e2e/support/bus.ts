@@ -28,7 +28,9 @@ export async function publishBinary(
   const h = natsHeaders();
   h.set('ce-specversion', '1.0');
   h.set('ce-id', pct(id));
-  h.set('ce-source', pct('e2e test'));
+  h.set('ce-source', pct('/e2e/tests'));
+  // an extension whose value needs percent-encoding (space, quote, percent, non-ASCII)
+  h.set('ce-note', pct('a "quoted" 100% vålue'));
   h.set('ce-type', 'aob.agent.execute.v1');
   h.set('ce-tenantid', pct(opts.tenant ?? 'default'));
   h.set('ce-datacontenttype', 'application/json');
