@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const require = createRequire(path.join(root, 'package.json'));
-const { connect, headers: natsHeaders } = require('@nats-io/transport-node');
+const { connect } = require('@nats-io/transport-node');
 const { jetstream, jetstreamManager, AckPolicy } = require('@nats-io/jetstream');
 const { CloudEvent } = require('cloudevents');
 const testing = require(path.join(root, 'libs/testing/dist'));

@@ -103,7 +103,10 @@ export class Stack {
     if (!running || running.child.exitCode !== null || running.child.signalCode !== null) return;
     const exited = new Promise((r) => running.child.once('exit', r));
     running.child.kill(signal);
+    // a process that ignores SIGTERM past its grace period is killed, so no test leaves one behind
+    const timer = setTimeout(() => running.child.kill('SIGKILL'), 15_000);
     await exited;
+    clearTimeout(timer);
   }
 
   logs(app: AppName): string[] {

@@ -20,8 +20,9 @@ export class HealthRegistry {
   }
 
   async report(): Promise<ReadinessReport> {
+    type Entry = readonly [string, ReadinessReport['checks'][string]];
     const entries = await Promise.all(
-      [...this.checks].map(async ([name, check]) => {
+      [...this.checks].map(async ([name, check]): Promise<Entry> => {
         try {
           await withTimeout(check(), this.timeoutMs);
           return [name, { status: 'up' as const }] as const;
@@ -31,7 +32,7 @@ export class HealthRegistry {
         }
       }),
     );
-    const checks = Object.fromEntries(entries);
+    const checks: ReadinessReport['checks'] = Object.fromEntries(entries);
     const down = entries.filter(([, r]) => r.status === 'down').map(([n]) => n);
     return { ready: down.length === 0, checks, down };
   }

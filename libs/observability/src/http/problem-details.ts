@@ -54,7 +54,9 @@ export function toProblem(err: unknown): ProblemDetails {
     const msg =
       typeof body === 'object' && body !== null && 'message' in body
         ? String(body.message)
-        : String(body ?? '');
+        : typeof body === 'string'
+          ? body
+          : '';
     return problemFromStatus(status, msg);
   }
   // body-parser errors carry a status and a type
