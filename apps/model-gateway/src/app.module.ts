@@ -3,6 +3,7 @@ import {
   type MiddlewareConsumer,
   Module,
   type NestModule,
+  type OnApplicationShutdown,
 } from '@nestjs/common';
 import { APP_FILTER } from '@nestjs/core';
 import { AuthModule } from '@aob/auth';
@@ -18,7 +19,11 @@ import { ModelGatewayMetrics } from './metrics/model-gateway.metrics';
 import { RequestMetricsMiddleware } from './metrics/request-metrics.middleware';
 import { OpenAiExceptionFilter } from './openai/openai-exception.filter';
 import { ProviderRegistry } from './providers/provider-registry';
+import { UpstreamHttpClient } from './providers/upstream-http-client';
+import { DeploymentHealthRegistry } from './resilience/deployment-health';
+import { HealthProber } from './resilience/health-prober';
 import { Router } from './routing/router';
+import { UpstreamDispatcher } from './routing/upstream-dispatcher';
 import { UsagePublisher } from './usage/usage-publisher';
 
 export const APP_NAME = 'model-gateway';
@@ -26,6 +31,17 @@ export const APP_NAME = 'model-gateway';
 export interface ModelGatewayModuleOptions {
   /** A catalog built in code. @default loaded from MODEL_CATALOG, else the packaged default */
   catalog?: Catalog;
+  /** Where the catalog's `apiKeyEnv` variables are read. @default process.env */
+  env?: NodeJS.ProcessEnv;
+}
+
+/** Closes the upstream connection pools at shutdown, after the HTTP server stopped taking requests. */
+class UpstreamPools implements OnApplicationShutdown {
+  constructor(readonly http: UpstreamHttpClient) {}
+
+  async onApplicationShutdown(): Promise<void> {
+    await this.http.close();
+  }
 }
 
 @Module({})
@@ -33,6 +49,11 @@ export class AppModule implements NestModule {
   /** @throws CatalogError when the catalog file is missing or invalid */
   static forRoot(config: ModelGatewayConfig, opts: ModelGatewayModuleOptions = {}): DynamicModule {
     const catalog = opts.catalog ?? loadCatalog(config.MODEL_CATALOG ?? DEFAULT_CATALOG_PATH);
+    const metrics = new ModelGatewayMetrics();
+    const http = new UpstreamHttpClient();
+    // fails start-up when an upstream key is missing from the environment
+    const providers = new ProviderRegistry(catalog, http, opts.env ?? process.env);
+    const health = new DeploymentHealthRegistry(catalog, metrics);
     return {
       module: AppModule,
       imports: [
@@ -47,9 +68,15 @@ export class AppModule implements NestModule {
       ],
       controllers: [ChatCompletionsController, ModelsController],
       providers: [
-        { provide: Router, useValue: new Router(catalog) },
-        { provide: ProviderRegistry, useValue: new ProviderRegistry(catalog) },
-        { provide: ModelGatewayMetrics, useValue: new ModelGatewayMetrics() },
+        { provide: Router, useValue: new Router(catalog, health) },
+        { provide: ProviderRegistry, useValue: providers },
+        { provide: ModelGatewayMetrics, useValue: metrics },
+        { provide: UpstreamPools, useValue: new UpstreamPools(http) },
+        { provide: HealthProber, useValue: new HealthProber(health, providers) },
+        {
+          provide: UpstreamDispatcher,
+          useValue: new UpstreamDispatcher(providers, health, metrics),
+        },
         {
           provide: UsagePublisher,
           inject: [EventPublisher, ModelGatewayMetrics],

@@ -117,7 +117,7 @@ describe('catalog loader', () => {
     expect(issuesOf(null)).toHaveLength(1);
   });
 
-  it('rejects duplicate names and aliases that collide', () => {
+  it('rejects duplicate names and aliases that collide with names; a shared alias is a group', () => {
     expect(issuesOf({ deployments: [deployment(), deployment()] })).toEqual([
       'deployments[1] (local-fast).name: duplicate deployment name "local-fast"',
     ]);
@@ -129,10 +129,21 @@ describe('catalog loader', () => {
         ],
       }),
     ).toEqual([
-      'deployments[1] (b).aliases[0]: "gpt-4o" already names deployment "local-fast"',
-      'deployments[1] (b).aliases[1]: "local-fast" already names deployment "local-fast"',
+      'deployments[1] (b).aliases[1]: "local-fast" is the name of deployment "local-fast"',
       'deployments[1] (b).aliases[2]: "tier:fast": aliases may not start with "tier:"',
     ]);
+    expect(() =>
+      validateCatalog({
+        deployments: [
+          deployment({ aliases: ['gpt-4o'] }),
+          deployment({ name: 'b', aliases: ['gpt-4o'] }),
+        ],
+        routing: { 'gpt-4o': { strategy: 'least-busy' }, 'tier:fast': { strategy: 'latency' } },
+      }),
+    ).not.toThrow();
+    expect(
+      issuesOf({ deployments: [deployment()], routing: { 'tier:quality': { strategy: 'cost' } } }),
+    ).toEqual(['routing.tier:quality: "tier:quality" names no served tier or alias']);
     expect(issuesOf({ deployments: [deployment({ aliases: ['x', 'x', 'local-fast'] })] })).toEqual([
       'deployments[0] (local-fast).aliases[1]: duplicate alias "x"',
       'deployments[0] (local-fast).aliases[2]: "local-fast" is already the deployment\'s name',

@@ -1,10 +1,12 @@
 import { Body, Controller, HttpCode, Post, Req, Res } from '@nestjs/common';
 import type { Request, Response } from 'express';
 import { CurrentPrincipal, type Principal, RequirePermission } from '@aob/auth';
+import { requestStartedAt } from '../metrics/request-metrics.middleware';
 import { parseChatCompletionRequest } from '../openai/chat-completion-request';
 import { abortWhenClientLeaves, writeEventStream } from '../openai/event-stream';
 import { callerFrom } from './caller';
 import { ChatCompletionsService } from './chat-completions.service';
+import { routeConstraintsFrom } from './route-constraints';
 
 @Controller('v1/chat/completions')
 export class ChatCompletionsController {
@@ -19,15 +21,21 @@ export class ChatCompletionsController {
     @Req() req: Request,
     @Res() res: Response,
   ): Promise<void> {
-    const startedAt = performance.now();
+    const startedAt = requestStartedAt(req);
     const signal = abortWhenClientLeaves(res);
     const request = parseChatCompletionRequest(body);
-    const caller = callerFrom(principal, req.headers);
+    const call = {
+      body: request,
+      caller: callerFrom(principal, req.headers),
+      constraints: routeConstraintsFrom(req.headers),
+      signal,
+      startedAt,
+    };
     if (request.stream) {
-      const stream = await this.chat.stream(request, caller, signal, startedAt);
+      const stream = await this.chat.stream(call);
       await writeEventStream(res, stream.headers, stream.chunks, signal);
     } else {
-      const completion = await this.chat.complete(request, caller, signal, startedAt);
+      const completion = await this.chat.complete(call);
       res.status(200).set(completion.headers).json(completion.body);
     }
   }

@@ -12,20 +12,25 @@ import {
   chatCompletion,
   chatCompletionChunk,
   completionUsage,
+  type ToolCallDelta,
   usageChunk,
 } from '../openai/chat-completion-response';
+import { upstreamFailed } from '../openai/openai-errors';
 import type {
   ProviderChunk,
-  ProviderCompletion,
   ProviderRequest,
+  ProviderStream,
   TokenUsage,
 } from '../providers/provider';
-import { ProviderRegistry } from '../providers/provider-registry';
-import { type RouteDecision, Router } from '../routing/router';
+import { isUpstreamError } from '../providers/upstream-error';
+import type { DeploymentHealth } from '../resilience/deployment-health';
+import { Router, type RouteRequirements } from '../routing/router';
+import { UpstreamDispatcher } from '../routing/upstream-dispatcher';
 import { countPromptTokens, countTextTokens } from '../tokens/token-counter';
 import { UsagePublisher } from '../usage/usage-publisher';
 import type { Caller } from './caller';
 import { completionHeaders } from './response-headers';
+import type { RouteConstraints } from './route-constraints';
 
 export interface CompletionResponse {
   headers: Record<string, string>;
@@ -38,11 +43,26 @@ export interface CompletionStream {
   chunks: AsyncIterable<ChatCompletionChunk>;
 }
 
+/** The request as it came in: what to serve, for whom, since when (performance.now()). */
+export interface CompletionCall {
+  body: ChatCompletionRequest;
+  caller: Caller;
+  constraints: RouteConstraints;
+  signal: AbortSignal;
+  startedAt: number;
+}
+
 type EndChunk = Extract<ProviderChunk, { type: 'end' }>;
 
+interface OpenedStream {
+  stream: ProviderStream;
+  first: IteratorResult<ProviderChunk>;
+}
+
 /**
- * Serves one chat completion: resolve the model, call the deployment's provider, shape OpenAI's
- * answer, and account for it (metrics, one usage event, also when the client leaves early).
+ * Serves one chat completion: plan the route, run it through the dispatcher (retries, breakers,
+ * fallbacks), shape OpenAI's answer, and account for it (metrics, one usage event, also when the
+ * client leaves early or the upstream breaks mid-stream).
  */
 @Injectable()
 export class ChatCompletionsService {
@@ -50,96 +70,112 @@ export class ChatCompletionsService {
 
   constructor(
     private readonly router: Router,
-    private readonly providers: ProviderRegistry,
+    private readonly dispatcher: UpstreamDispatcher,
     private readonly usage: UsagePublisher,
     private readonly metrics: ModelGatewayMetrics,
   ) {}
 
   /**
-   * A non-streamed completion. `startedAt` (performance.now()) is when the gateway took the request.
-   * @throws DomainError NotFound (unknown model), Unavailable (provider not implemented), InvalidRequest
+   * A non-streamed completion.
+   * @throws DomainError NotFound (unknown model), InvalidRequest, and the dispatcher's 429/502/503/504
    */
-  async complete(
-    body: ChatCompletionRequest,
-    caller: Caller,
-    signal: AbortSignal,
-    startedAt: number,
-  ): Promise<CompletionResponse> {
-    const route = this.router.resolve(body.model);
-    const provider = this.providers.for(route.deployment);
-    const who = this.identity(route.deployment);
-    const upstreamAt = performance.now();
-    let result: ProviderCompletion;
+  async complete(call: CompletionCall): Promise<CompletionResponse> {
+    const { body, signal, startedAt } = call;
+    const plan = this.router.plan(body.model, requirements(body, call.constraints));
+    const req = providerRequest(body);
+    let tried: Deployment | undefined;
     try {
-      result = await provider.complete(providerRequest(body), signal);
+      const done = await this.dispatcher.dispatch(plan, (p, s) => p.complete(req, s), signal, {
+        hold: false,
+        mode: 'batch',
+        onAttempt: (d) => (tried = d),
+      });
+      const who = this.identity(done.deployment);
+      const result = done.value;
+      const cost = this.account(
+        call,
+        plan.requested,
+        done.deployment,
+        who.id,
+        result.usage,
+        'batch',
+      );
+      return {
+        headers: completionHeaders(
+          done.deployment.name,
+          performance.now() - startedAt - done.upstreamMs,
+          result.rateLimit,
+          done.attempts,
+        ),
+        body: chatCompletion(who, result, cost),
+      };
     } catch (err) {
-      // nothing reached the client, but the prompt was read: bill what was consumed
-      if (signal.aborted)
-        this.account(
-          route,
-          who.id,
-          caller,
-          { promptTokens: countPrompt(body), completionTokens: 0 },
-          startedAt,
-          'batch',
-        );
+      // nothing reached the client, but the prompt was sent upstream: bill what was consumed
+      if (signal.aborted && tried) {
+        const usage = { promptTokens: countPrompt(body), completionTokens: 0 };
+        this.account(call, plan.requested, tried, this.identity(tried).id, usage, 'batch');
+      }
       throw err;
     }
-    const providerMs = performance.now() - upstreamAt;
-    const cost = this.account(route, who.id, caller, result.usage, startedAt, 'batch');
-    return {
-      headers: completionHeaders(route.deployment.name, performance.now() - startedAt - providerMs),
-      body: chatCompletion(who, result, cost),
-    };
   }
 
   /**
-   * A streamed completion. Resolves once the provider produced its first chunk, so errors before
-   * any output still become a proper HTTP error; the rest flows through `chunks`.
+   * A streamed completion. Resolves once a deployment produced its first chunk: until then a
+   * failure moves on to the next candidate and still becomes a proper HTTP error; after it, the
+   * rest flows through `chunks` and a failure ends the stream with an error event.
    */
-  async stream(
-    body: ChatCompletionRequest,
-    caller: Caller,
-    signal: AbortSignal,
-    startedAt: number,
-  ): Promise<CompletionStream> {
-    const route = this.router.resolve(body.model);
-    const provider = this.providers.for(route.deployment);
-    const who = this.identity(route.deployment);
-    const overheadMs = performance.now() - startedAt;
-    const upstream = provider.stream(providerRequest(body), signal)[Symbol.asyncIterator]();
-    let first: IteratorResult<ProviderChunk>;
+  async stream(call: CompletionCall): Promise<CompletionStream> {
+    const { body, signal, startedAt } = call;
+    const plan = this.router.plan(body.model, requirements(body, call.constraints));
+    const req = providerRequest(body);
+    let tried: Deployment | undefined;
+    let done;
     try {
-      first = await upstream.next();
+      done = await this.dispatcher.dispatch(plan, (p, s) => openStream(p.stream(req, s)), signal, {
+        hold: true,
+        mode: 'stream',
+        onAttempt: (d) => (tried = d),
+      });
     } catch (err) {
-      if (signal.aborted)
-        this.account(
-          route,
-          who.id,
-          caller,
-          { promptTokens: countPrompt(body), completionTokens: 0 },
-          startedAt,
-          'stream',
-        );
+      if (signal.aborted && tried) {
+        const usage = { promptTokens: countPrompt(body), completionTokens: 0 };
+        this.account(call, plan.requested, tried, this.identity(tried).id, usage, 'stream');
+      }
       throw err;
     }
+    const who = this.identity(done.deployment);
     return {
-      headers: completionHeaders(route.deployment.name, overheadMs),
-      chunks: this.relay({ route, who, caller, body, upstream, first, startedAt }),
+      headers: completionHeaders(
+        done.deployment.name,
+        performance.now() - startedAt - done.upstreamMs,
+        done.value.stream.rateLimit,
+        done.attempts,
+      ),
+      chunks: this.relay({
+        call,
+        requested: plan.requested,
+        deployment: done.deployment,
+        health: done.health,
+        who,
+        opened: done.value,
+        release: () => done.release(),
+      }),
     };
   }
 
   private async *relay(s: {
-    route: RouteDecision;
+    call: CompletionCall;
+    requested: string;
+    deployment: Deployment;
+    health: DeploymentHealth;
     who: CompletionIdentity;
-    caller: Caller;
-    body: ChatCompletionRequest;
-    upstream: AsyncIterator<ProviderChunk>;
-    first: IteratorResult<ProviderChunk>;
-    startedAt: number;
+    opened: OpenedStream;
+    release: () => void;
   }): AsyncGenerator<ChatCompletionChunk> {
-    const includeUsage = s.body.stream_options?.include_usage === true;
-    const deployment = s.route.deployment.name;
+    const { body, startedAt, signal } = s.call;
+    const upstream = s.opened.stream.chunks;
+    const includeUsage = body.stream_options?.include_usage === true;
+    const deployment = s.deployment.name;
     let emitted = '';
     let end: EndChunk | undefined;
     let sawToken = false;
@@ -150,49 +186,79 @@ export class ChatCompletionsService {
         null,
         includeUsage,
       );
-      for (let next = s.first; !next.done; next = await s.upstream.next()) {
+      let next = s.opened.first;
+      while (!next.done) {
         const chunk = next.value;
         if (chunk.type === 'end') {
           end = chunk;
-          continue;
+        } else {
+          if (!sawToken) {
+            sawToken = true;
+            this.metrics.timeToFirstToken.observe(
+              { deployment },
+              (performance.now() - startedAt) / 1000,
+            );
+          }
+          if (chunk.type === 'delta') {
+            emitted += chunk.content;
+            yield chatCompletionChunk(s.who, { content: chunk.content }, null, includeUsage);
+          } else {
+            emitted += (chunk.name ?? '') + chunk.arguments;
+            yield chatCompletionChunk(
+              s.who,
+              { tool_calls: [toolCallDelta(chunk)] },
+              null,
+              includeUsage,
+            );
+          }
         }
-        if (!sawToken) {
-          sawToken = true;
-          this.metrics.timeToFirstToken.observe(
-            { deployment },
-            (performance.now() - s.startedAt) / 1000,
-          );
-        }
-        emitted += chunk.content;
-        yield chatCompletionChunk(s.who, { content: chunk.content }, null, includeUsage);
+        next = await this.nextChunk(upstream, s.health, signal);
       }
       if (!end) throw new Error(`provider of ${deployment} ended its stream without a finish`);
-      const cost = costUsd(s.route.deployment, end.usage);
+      const cost = costUsd(s.deployment, end.usage);
       yield chatCompletionChunk(s.who, {}, end.finishReason, includeUsage);
       if (includeUsage) yield usageChunk(s.who, completionUsage(end.usage, cost));
     } finally {
-      // stops the provider (and its timers) when the client left mid-stream
-      await s.upstream.return?.();
+      // stops the upstream (and frees its socket) when the client left mid-stream
+      await upstream.return?.().catch(() => undefined);
+      s.release();
       const usage = end?.usage ?? {
-        promptTokens: countPrompt(s.body),
+        promptTokens: countPrompt(body),
         completionTokens: countTextTokens(emitted),
       };
-      this.account(s.route, s.who.id, s.caller, usage, s.startedAt, 'stream');
+      this.account(s.call, s.requested, s.deployment, s.who.id, usage, 'stream');
+    }
+  }
+
+  /** The next upstream chunk; a failure after the first byte is the deployment's, and the client's error event. */
+  private async nextChunk(
+    upstream: AsyncIterator<ProviderChunk>,
+    health: DeploymentHealth,
+    signal: AbortSignal,
+  ): Promise<IteratorResult<ProviderChunk>> {
+    try {
+      return await upstream.next();
+    } catch (err) {
+      if (signal.aborted || !isUpstreamError(err)) throw err;
+      health.recordFailure(err);
+      this.metrics.upstreamErrors.inc({ deployment: health.name, reason: 'mid_stream' });
+      throw upstreamFailed(502, `${health.name} failed mid-stream: ${err.message}`, {
+        code: 'upstream_error',
+      });
     }
   }
 
   /** Metrics and the usage event of one finished (or abandoned) completion; returns its cost. */
   private account(
-    route: RouteDecision,
+    call: CompletionCall,
+    requested: string,
+    deployment: Deployment,
     completionId: string,
-    caller: Caller,
     usage: TokenUsage,
-    startedAt: number,
     mode: 'stream' | 'batch',
   ): number {
-    const deployment = route.deployment;
     const cost = costUsd(deployment, usage);
-    const latencyMs = performance.now() - startedAt;
+    const latencyMs = performance.now() - call.startedAt;
     this.metrics.tokens.inc({ deployment: deployment.name, kind: 'prompt' }, usage.promptTokens);
     this.metrics.tokens.inc(
       { deployment: deployment.name, kind: 'completion' },
@@ -200,8 +266,8 @@ export class ChatCompletionsService {
     );
     this.metrics.duration.observe({ deployment: deployment.name, mode }, latencyMs / 1000);
     const record: UsageRecord = {
-      tenantId: caller.tenantId,
-      requested: route.requested,
+      tenantId: call.caller.tenantId,
+      requested,
       model: deployment.model,
       deployment: deployment.name,
       promptTokens: usage.promptTokens,
@@ -210,8 +276,8 @@ export class ChatCompletionsService {
       latencyMs: Math.round(latencyMs),
       at: new Date().toISOString(),
     };
-    if (caller.runId !== undefined) record.runId = caller.runId;
-    if (caller.agent !== undefined) record.agent = caller.agent;
+    if (call.caller.runId !== undefined) record.runId = call.caller.runId;
+    if (call.caller.agent !== undefined) record.agent = call.caller.agent;
     this.usage.enqueue(completionId, record);
     return cost;
   }
@@ -236,9 +302,42 @@ export class ChatCompletionsService {
   }
 }
 
+/** Opens a provider stream and waits for its first chunk: the point after which there is no failover. */
+async function openStream(opening: Promise<ProviderStream>): Promise<OpenedStream> {
+  const stream = await opening;
+  try {
+    return { stream, first: await stream.chunks.next() };
+  } catch (err) {
+    await stream.chunks.return?.().catch(() => undefined);
+    throw err;
+  }
+}
+
+function toolCallDelta(chunk: Extract<ProviderChunk, { type: 'tool_call' }>): ToolCallDelta {
+  const delta: ToolCallDelta = { index: chunk.index, function: { arguments: chunk.arguments } };
+  if (chunk.id !== undefined) {
+    delta.id = chunk.id;
+    delta.type = 'function';
+  }
+  if (chunk.name !== undefined) delta.function = { name: chunk.name, arguments: chunk.arguments };
+  return delta;
+}
+
 function providerRequest(body: ChatCompletionRequest): ProviderRequest {
   const maxTokens = requestedMaxTokens(body);
   return maxTokens === undefined ? { body } : { body, maxTokens };
+}
+
+function requirements(
+  body: ChatCompletionRequest,
+  constraints: RouteConstraints,
+): RouteRequirements {
+  const maxTokens = requestedMaxTokens(body);
+  return {
+    promptTokens: () => countPrompt(body),
+    ...(maxTokens === undefined ? {} : { maxTokens }),
+    ...constraints,
+  };
 }
 
 const countPrompt = (body: ChatCompletionRequest) => countPromptTokens(body.messages, body.tools);

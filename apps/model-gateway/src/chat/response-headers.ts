@@ -1,7 +1,7 @@
 /**
- * OpenAI's rate-limit headers. This version enforces no quota, and says so: the limits read
- * `unlimited` rather than a made-up number. Per-tenant limits arrive with the quotas issue
- * (metering), and these headers will then carry real figures.
+ * OpenAI's rate-limit headers when the upstream sent none (the local model, or a server without
+ * limits). The gateway enforces no per-tenant quota itself, and says so: the limits read
+ * `unlimited` rather than a made-up number.
  */
 export const RATE_LIMIT_HEADERS: Readonly<Record<string, string>> = Object.freeze({
   'x-ratelimit-limit-requests': 'unlimited',
@@ -12,12 +12,23 @@ export const RATE_LIMIT_HEADERS: Readonly<Record<string, string>> = Object.freez
   'x-ratelimit-reset-tokens': '0s',
 });
 
-/** Headers of every served completion. */
-export function completionHeaders(deployment: string, overheadMs: number): Record<string, string> {
+/**
+ * Headers of every served completion. `upstreamRateLimit` (the serving upstream's
+ * `x-ratelimit-*`) replaces the `unlimited` defaults when the upstream sent any.
+ */
+export function completionHeaders(
+  deployment: string,
+  overheadMs: number,
+  upstreamRateLimit: Record<string, string> = {},
+  attempts = 1,
+): Record<string, string> {
+  const rateLimit =
+    Object.keys(upstreamRateLimit).length > 0 ? upstreamRateLimit : RATE_LIMIT_HEADERS;
   return {
     'x-aob-deployment': deployment,
-    // time inside the gateway, the provider's own time excluded; one decimal is plenty
+    // time inside the gateway, upstream time (and backoff waits) excluded; one decimal is plenty
     'x-aob-overhead-ms': String(Math.max(0, Math.round(overheadMs * 10) / 10)),
-    ...RATE_LIMIT_HEADERS,
+    'x-aob-attempts': String(attempts),
+    ...rateLimit,
   };
 }

@@ -42,6 +42,49 @@ export class ModelGatewayMetrics {
     help: 'Usage events waiting to be published to JetStream',
   });
 
+  readonly upstreamLatency = histogram({
+    name: 'aob_model_gateway_upstream_latency_seconds',
+    help: 'Latency of successful upstream attempts by deployment and mode: time to the first token (stream) or to the whole answer (batch)',
+    labelNames: ['deployment', 'mode'] as const,
+    buckets: LATENCY_BUCKETS,
+  });
+
+  readonly upstreamErrors = counter({
+    name: 'aob_model_gateway_upstream_errors_total',
+    help: 'Failed upstream attempts by deployment and reason (rate_limited, server, connection, timeout, protocol, auth, not_found, context_length, bad_request, circuit_open, at_capacity, mid_stream)',
+    labelNames: ['deployment', 'reason'] as const,
+  });
+
+  readonly retries = counter({
+    name: 'aob_model_gateway_retries_total',
+    help: 'Retries of the same deployment after a failed attempt',
+    labelNames: ['deployment'] as const,
+  });
+
+  readonly failovers = counter({
+    name: 'aob_model_gateway_failovers_total',
+    help: 'Requests moved on from a deployment to the next candidate, by the deployment given up',
+    labelNames: ['deployment'] as const,
+  });
+
+  readonly circuitState = gauge({
+    name: 'aob_model_gateway_circuit_state',
+    help: 'Circuit breaker state by deployment: 0 closed, 1 open, 2 half-open',
+    labelNames: ['deployment'] as const,
+  });
+
+  readonly deploymentUp = gauge({
+    name: 'aob_model_gateway_deployment_up',
+    help: 'Whether the background health probe finds the deployment alive (1) or not (0)',
+    labelNames: ['deployment'] as const,
+  });
+
+  readonly inFlight = gauge({
+    name: 'aob_model_gateway_in_flight',
+    help: 'Upstream calls in flight by deployment (streams until their end)',
+    labelNames: ['deployment'] as const,
+  });
+
   /** Counts the request once its response is over, under the deployment that served it. */
   countRequestOnClose(res: Response): void {
     res.once('close', () => {

@@ -1,4 +1,4 @@
-import type { FinishReason, ProviderCompletion, TokenUsage } from '../providers/provider';
+import type { FinishReason, ProviderCompletion, TokenUsage, ToolCall } from '../providers/provider';
 
 /** OpenAI's `usage`, plus `cost_usd` (AOB's addition: USD at the deployment's catalog prices). */
 export interface CompletionUsage {
@@ -23,7 +23,13 @@ export interface ChatCompletion {
   system_fingerprint: string;
   choices: {
     index: number;
-    message: { role: 'assistant'; content: string; refusal: null; annotations: [] };
+    message: {
+      role: 'assistant';
+      content: string | null;
+      refusal: null;
+      annotations: [];
+      tool_calls?: ToolCall[];
+    };
     logprobs: null;
     finish_reason: FinishReason;
   }[];
@@ -38,12 +44,25 @@ export interface ChatCompletionChunk {
   system_fingerprint: string;
   choices: {
     index: number;
-    delta: { role?: 'assistant'; content?: string; refusal?: null };
+    delta: {
+      role?: 'assistant';
+      content?: string;
+      refusal?: null;
+      tool_calls?: ToolCallDelta[];
+    };
     logprobs: null;
     finish_reason: FinishReason | null;
   }[];
   /** With stream_options.include_usage: null on every chunk but the last, which has no choices. */
   usage?: CompletionUsage | null;
+}
+
+/** A piece of a streamed tool call: the first piece of a call has its id, type and name. */
+export interface ToolCallDelta {
+  index: number;
+  id?: string;
+  type?: 'function';
+  function: { name?: string; arguments: string };
 }
 
 /** What every response and chunk of one completion shares. */
@@ -75,7 +94,7 @@ export function completionUsage(usage: TokenUsage, costUsd: number): CompletionU
 
 export function chatCompletion(
   who: CompletionIdentity,
-  result: ProviderCompletion,
+  result: Pick<ProviderCompletion, 'content' | 'toolCalls' | 'finishReason' | 'usage'>,
   costUsd: number,
 ): ChatCompletion {
   return {
@@ -87,7 +106,14 @@ export function chatCompletion(
     choices: [
       {
         index: 0,
-        message: { role: 'assistant', content: result.content, refusal: null, annotations: [] },
+        message: {
+          role: 'assistant',
+          content: result.content,
+          refusal: null,
+          annotations: [],
+          // OpenAI sends tool_calls only when the model called tools
+          ...(result.toolCalls.length > 0 ? { tool_calls: result.toolCalls } : {}),
+        },
         logprobs: null,
         finish_reason: result.finishReason,
       },

@@ -37,13 +37,57 @@ export function modelNotFound(model: string): DomainError {
   );
 }
 
-/** 503 for a deployment whose provider this version cannot call yet. */
-export function providerNotAvailable(deployment: string, provider: string): DomainError {
+/** 400 in OpenAI's words: the prompt (plus max_tokens) fits no deployment of the model. */
+export function contextLengthExceeded(
+  model: string,
+  largestWindow: number,
+  promptTokens: number,
+  maxTokens: number | undefined,
+): DomainError {
+  const asked =
+    maxTokens === undefined
+      ? `your messages resulted in ${promptTokens} tokens`
+      : `you requested ${promptTokens + maxTokens} tokens (${promptTokens} in the messages, ${maxTokens} in the completion)`;
   return new DomainError(
-    'Unavailable',
-    `provider not available yet: deployment "${deployment}" uses provider "${provider}", which this model gateway cannot call yet`,
-    { retryable: false, details: withFields({ code: 'provider_not_available' }) },
+    'InvalidRequest',
+    `This model's maximum context length is ${largestWindow} tokens. However, ${asked}. Please reduce the length of the messages or completion. (model: ${model})`,
+    { details: withFields({ param: 'messages', code: 'context_length_exceeded' }) },
   );
+}
+
+/** No deployment can take the request: 400 when it never could (cost), 503 when it may later. */
+export function noDeploymentFits(model: string, message: string, status: 400 | 503): DomainError {
+  if (status === 400) {
+    return new DomainError('InvalidRequest', message, {
+      details: withFields({ param: null, code: 'max_cost_exceeded' }),
+    });
+  }
+  return new DomainError('Unavailable', message, {
+    retryable: true,
+    details: { ...withFields({ code: 'no_deployment_available' }), retryAfterSeconds: 1, model },
+  });
+}
+
+/** What a failed upstream call tells the client (see UpstreamDispatcher). */
+export function upstreamFailed(
+  status: 400 | 429 | 502 | 503 | 504,
+  message: string,
+  opts: { code: string; retryAfterMs?: number; headers?: Record<string, string> },
+): DomainError {
+  const code =
+    status === 400
+      ? 'InvalidRequest'
+      : status === 429
+        ? 'QuotaExceeded'
+        : status === 503
+          ? 'Unavailable'
+          : status === 504
+            ? 'Timeout'
+            : 'UpstreamError';
+  const details: Record<string, unknown> = withFields({ code: opts.code });
+  if (opts.retryAfterMs !== undefined) details.retryAfterSeconds = opts.retryAfterMs / 1000;
+  if (opts.headers) details.headers = opts.headers;
+  return new DomainError(code, message, { retryable: status !== 400, details });
 }
 
 /** The fields stored by the helpers above, if `details` has them. */
@@ -76,6 +120,13 @@ export function toOpenAiError(
     if (status === 401) headers['WWW-Authenticate'] = 'Bearer realm="aob"';
     const retryAfter = err.details?.retryAfterSeconds;
     if (typeof retryAfter === 'number') headers['Retry-After'] = String(Math.ceil(retryAfter));
+    // e.g. the upstream's x-ratelimit-* of a 429, passed through
+    const extra = err.details?.headers;
+    if (typeof extra === 'object' && extra !== null) {
+      for (const [name, value] of Object.entries(extra)) {
+        if (typeof value === 'string') headers[name] = value;
+      }
+    }
     return {
       status,
       headers,

@@ -5,7 +5,7 @@ import type { Deployment } from '../catalog/catalog.schema';
 import { parseChatCompletionRequest, requestedMaxTokens } from '../openai/chat-completion-request';
 import { countTextTokens } from '../tokens/token-counter';
 import { LocalProvider } from './local-provider';
-import type { ProviderChunk, ProviderRequest } from './provider';
+import type { ProviderChunk, ProviderRequest, ProviderStream } from './provider';
 import { VOCABULARY, simulatedText } from './simulated-text';
 
 function deployment(simulate: Record<string, number> = {}, model = 'sim-small'): Deployment {
@@ -42,9 +42,15 @@ const fast = new LocalProvider(
 );
 const live = () => new AbortController().signal;
 
-async function collect(stream: AsyncIterable<ProviderChunk>): Promise<ProviderChunk[]> {
+/** The chunks of a provider stream, as an async iterable. */
+async function* chunksOf(opened: Promise<ProviderStream>): AsyncGenerator<ProviderChunk> {
+  const { chunks } = await opened;
+  for (let next = await chunks.next(); !next.done; next = await chunks.next()) yield next.value;
+}
+
+async function collect(opened: Promise<ProviderStream>): Promise<ProviderChunk[]> {
   const out: ProviderChunk[] = [];
-  for await (const c of stream) out.push(c);
+  for await (const c of chunksOf(opened)) out.push(c);
   return out;
 }
 
@@ -138,7 +144,7 @@ describe('LocalProvider', () => {
     );
     const started = performance.now();
     const seen: number[] = [];
-    for await (const c of timed.stream(request(), live()))
+    for await (const c of chunksOf(timed.stream(request(), live())))
       if (c.type === 'delta') seen.push(performance.now() - started);
     // first token after ttft; 40 more at 200/s = 200 ms
     expect(seen[0]).toBeGreaterThanOrEqual(95);
@@ -157,7 +163,7 @@ describe('LocalProvider', () => {
     const controller = new AbortController();
     const got: string[] = [];
     const run = (async () => {
-      for await (const c of slow.stream(request(), controller.signal))
+      for await (const c of chunksOf(slow.stream(request(), controller.signal)))
         if (c.type === 'delta') got.push(c.content);
     })();
     setTimeout(() => controller.abort(), 150);

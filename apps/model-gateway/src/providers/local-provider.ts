@@ -15,6 +15,7 @@ import type {
   ProviderChunk,
   ProviderCompletion,
   ProviderRequest,
+  ProviderStream,
   TokenUsage,
 } from './provider';
 import { simulatedText } from './simulated-text';
@@ -36,15 +37,30 @@ interface Plan {
 export class LocalProvider implements Provider {
   constructor(readonly deployment: Deployment) {}
 
-  async complete(req: ProviderRequest, signal: AbortSignal): Promise<ProviderCompletion> {
+  /** The simulated model always answers in text: `content` is never null. */
+  async complete(
+    req: ProviderRequest,
+    signal: AbortSignal,
+  ): Promise<ProviderCompletion & { content: string }> {
     const plan = this.plan(req);
     const { ttftMs, tokensPerSecond } = this.deployment.simulate;
     await pause(ttftMs + (plan.pieces.length * 1000) / tokensPerSecond, signal);
-    return { content: plan.content, finishReason: plan.finishReason, usage: plan.usage };
+    return {
+      content: plan.content,
+      toolCalls: [],
+      finishReason: plan.finishReason,
+      usage: plan.usage,
+      rateLimit: {},
+    };
   }
 
-  async *stream(req: ProviderRequest, signal: AbortSignal): AsyncGenerator<ProviderChunk> {
+  stream(req: ProviderRequest, signal: AbortSignal): Promise<ProviderStream> {
+    // planning first: a refused request rejects here, before anything is streamed
     const plan = this.plan(req);
+    return Promise.resolve({ rateLimit: {}, chunks: this.generate(plan, signal) });
+  }
+
+  private async *generate(plan: Plan, signal: AbortSignal): AsyncGenerator<ProviderChunk> {
     const { ttftMs, tokensPerSecond } = this.deployment.simulate;
     await pause(ttftMs, signal);
     const begun = performance.now();

@@ -47,6 +47,7 @@ export class UsagePublisher implements OnApplicationShutdown {
   private failuresInARow = 0;
   private resumeTimer: NodeJS.Timeout | undefined;
   private idleWaiters: (() => void)[] = [];
+  private pumpScheduled = false;
 
   constructor(
     private readonly publisher: UsageEventSink,
@@ -77,7 +78,15 @@ export class UsagePublisher implements OnApplicationShutdown {
     }
     this.queue.push({ id, record, attempts: 0 });
     this.metrics.usageQueueDepth.set(this.queue.length + this.inFlight);
-    this.pump();
+    // publish on a later turn of the event loop: encoding and sending the event then happen
+    // after the response that caused it was written, never before
+    if (!this.pumpScheduled) {
+      this.pumpScheduled = true;
+      setImmediate(() => {
+        this.pumpScheduled = false;
+        this.pump();
+      });
+    }
   }
 
   /** Events not yet acknowledged by JetStream. */

@@ -20,7 +20,7 @@ jest.setTimeout(60_000);
 const ADMIN_KEY = 'aob_test_admin_key_0123456789abcdef';
 const SERVICE_KEY = 'aob_test_service_key_0123456789abcdef';
 
-/** Quick deployments for most tests, a slow one to abort, and one the version cannot call yet. */
+/** Quick deployments for most tests and a slow one to abort (remote upstreams: routing-resilience.test.ts). */
 const CATALOG = `
 deployments:
   - name: local-fast
@@ -38,13 +38,6 @@ deployments:
     inputCostPer1M: 5
     outputCostPer1M: 20
     simulate: { ttftMs: 10, tokensPerSecond: 40, maxOutputTokens: 400 }
-  - name: remote-gpt
-    provider: openai
-    model: gpt-4o
-    baseUrl: https://api.openai.com/v1
-    apiKeyEnv: OPENAI_API_KEY
-    inputCostPer1M: 2.5
-    outputCostPer1M: 10
 `;
 
 const MESSAGES = [
@@ -254,14 +247,7 @@ describe('model gateway (in-process, official openai client)', () => {
       });
       ids.push(model.id);
     }
-    expect(ids).toEqual([
-      'local-fast',
-      'local-slow',
-      'remote-gpt',
-      'gpt-4o-mini',
-      'tier:fast',
-      'tier:quality',
-    ]);
+    expect(ids).toEqual(['local-fast', 'local-slow', 'gpt-4o-mini', 'tier:fast', 'tier:quality']);
     expect(await client.models.retrieve('tier:fast')).toMatchObject({
       id: 'tier:fast',
       owned_by: 'aob',
@@ -362,19 +348,6 @@ describe('model gateway (in-process, official openai client)', () => {
         code: 'invalid_api_key',
       },
     });
-  });
-
-  it('answers 503 for a deployment whose provider is not available yet', async () => {
-    const err = await client.chat.completions
-      .create({ model: 'remote-gpt', messages: MESSAGES })
-      .catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(OpenAI.InternalServerError);
-    expect(err).toMatchObject({
-      status: 503,
-      type: 'server_error',
-      code: 'provider_not_available',
-    });
-    expect((err as Error).message).toMatch(/provider not available yet/);
   });
 
   it('answers an unknown route 404 in OpenAI shape', async () => {

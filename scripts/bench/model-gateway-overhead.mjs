@@ -1,0 +1,271 @@
+// Bench section `model-gateway-overhead`: latency the model gateway adds in front of an LLM server.
+//
+// A fake OpenAI-compatible upstream (node:http, in this process, answering at once) is called
+// twice with the same keep-alive HTTP client: directly, and through the model gateway (a real
+// child process, `node apps/model-gateway/dist/main.js`, with auth on — the bootstrap admin key —
+// and metering on — a usage event per request to a private nats-server). Added latency =
+// percentile through the gateway − the same percentile direct, per mode and concurrency:
+//   batch  — non-streamed completion, time to the whole answer;
+//   stream — streamed completion, time to the first content token.
+// Loopback only; bounded request counts: BENCH_GW_N (default 2000 per run at concurrency 64,
+// a quarter of it at concurrency 1), BENCH_GW_WARMUP (default 300).
+
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const require = createRequire(path.join(root, 'apps/model-gateway/package.json'));
+const { Agent, request } = require('undici');
+const { connect } = require('@nats-io/transport-node');
+const { jetstreamManager } = require('@nats-io/jetstream');
+const testing = require(path.join(root, 'libs/testing/dist'));
+
+const N = Number(process.env.BENCH_GW_N ?? 2000);
+const WARMUP = Number(process.env.BENCH_GW_WARMUP ?? 300);
+const ADMIN_KEY = 'aob_bench_admin_key_0123456789abcdef';
+const UPSTREAM_KEY = 'sk-bench-upstream';
+const GOAL = { addedP50Ms: 1, addedP99Ms: 5 };
+const log = (m) => process.stderr.write(`bench: ${m}\n`);
+
+const MESSAGES = [
+  { role: 'system', content: 'You are a benchmark.' },
+  { role: 'user', content: 'Say five words.' },
+];
+const WORDS = ['Five ', 'words ', 'from ', 'the ', 'upstream.'];
+
+/** The fake upstream: answers at once, streamed or not, with usage. */
+async function startUpstream() {
+  const completion = JSON.stringify({
+    id: 'chatcmpl-bench',
+    object: 'chat.completion',
+    created: 1,
+    model: 'bench-model',
+    choices: [
+      {
+        index: 0,
+        message: { role: 'assistant', content: WORDS.join('') },
+        logprobs: null,
+        finish_reason: 'stop',
+      },
+    ],
+    usage: { prompt_tokens: 20, completion_tokens: 5, total_tokens: 25 },
+  });
+  const base = {
+    id: 'chatcmpl-bench',
+    object: 'chat.completion.chunk',
+    created: 1,
+    model: 'bench-model',
+  };
+  const frame = (delta, finish = null) =>
+    `data: ${JSON.stringify({ ...base, choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }] })}\n\n`;
+  const stream =
+    frame({ role: 'assistant', content: '' }) +
+    WORDS.map((w) => frame({ content: w })).join('') +
+    frame({}, 'stop') +
+    `data: ${JSON.stringify({ ...base, choices: [], usage: { prompt_tokens: 20, completion_tokens: 5, total_tokens: 25 } })}\n\n` +
+    'data: [DONE]\n\n';
+  const server = createServer((req, res) => {
+    if (req.method === 'GET') {
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"object":"list","data":[]}');
+      return;
+    }
+    let body = '';
+    req.on('data', (c) => (body += c));
+    req.on('end', () => {
+      if (body.includes('"stream":true')) {
+        res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+        // the first content token goes out in its own write, like a real server's first token
+        const split = stream.indexOf('data:', stream.indexOf('"content":"Five'));
+        res.write(stream.slice(0, split));
+        setImmediate(() => res.end(stream.slice(split)));
+      } else {
+        res.writeHead(200, {
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(completion),
+        });
+        res.end(completion);
+      }
+    });
+  });
+  server.keepAliveTimeout = 60_000;
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return { server, url: `http://127.0.0.1:${server.address().port}` };
+}
+
+async function startGateway(env) {
+  const port = await testing.freePort();
+  const child = spawn(process.execPath, [path.join(root, 'apps/model-gateway/dist/main.js')], {
+    env: { ...process.env, ...env, PORT: String(port), LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  await testing.waitFor(
+    async () => (await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => ({ ok: false }))).ok,
+    {
+      timeoutMs: 30_000,
+      what: 'model-gateway /readyz',
+    },
+  );
+  return { child, url: `http://127.0.0.1:${port}` };
+}
+
+/** One request; resolves with its latency (ms) and the gateway's own overhead header, if any. */
+async function once1(dispatcher, url, headers, stream) {
+  const body = JSON.stringify({
+    model: 'bench',
+    messages: MESSAGES,
+    ...(stream ? { stream: true, stream_options: { include_usage: true } } : {}),
+  });
+  const started = performance.now();
+  const res = await request(`${url}/v1/chat/completions`, {
+    method: 'POST',
+    headers,
+    body,
+    dispatcher,
+  });
+  if (res.statusCode !== 200) throw new Error(`HTTP ${res.statusCode}: ${await res.body.text()}`);
+  let latency;
+  if (stream) {
+    let seen = '';
+    for await (const chunk of res.body) {
+      if (latency === undefined) {
+        seen += chunk.toString();
+        if (/"content":"[^"]/.test(seen)) latency = performance.now() - started;
+      }
+    }
+  } else {
+    await res.body.text();
+    latency = performance.now() - started;
+  }
+  const overhead = res.headers['x-aob-overhead-ms'];
+  return { latency, overhead: overhead === undefined ? undefined : Number(overhead) };
+}
+
+async function load(dispatcher, url, headers, stream, concurrency, n) {
+  const latencies = [];
+  const overheads = [];
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < n) {
+        next++;
+        const r = await once1(dispatcher, url, headers, stream);
+        latencies.push(r.latency);
+        if (r.overhead !== undefined) overheads.push(r.overhead);
+      }
+    }),
+  );
+  return { latencies, overheads };
+}
+
+function pct(values, p) {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+}
+const r3 = (x) => Math.round(x * 1000) / 1000;
+const summary = (v) => ({ p50: r3(pct(v, 50)), p99: r3(pct(v, 99)) });
+
+export async function run() {
+  const nats = await testing.startNatsServer();
+  const upstream = await startUpstream();
+  const dir = mkdtempSync(path.join(tmpdir(), 'aob-bench-gw-'));
+  const catalog = path.join(dir, 'catalog.json');
+  writeFileSync(
+    catalog,
+    JSON.stringify({
+      deployments: [
+        {
+          name: 'bench',
+          provider: 'openai',
+          model: 'bench-model',
+          baseUrl: `${upstream.url}/v1`,
+          apiKeyEnv: 'BENCH_UPSTREAM_KEY',
+          inputCostPer1M: 1,
+          outputCostPer1M: 2,
+          maxConcurrency: 256,
+          timeoutMs: 10_000,
+        },
+      ],
+    }),
+  );
+  const gateway = await startGateway({
+    NATS_URL: nats.url,
+    AOB_BOOTSTRAP_ADMIN_KEY: ADMIN_KEY,
+    MODEL_CATALOG: catalog,
+    BENCH_UPSTREAM_KEY: UPSTREAM_KEY,
+  });
+  const dispatcher = new Agent({ connections: 128, keepAliveTimeout: 60_000, pipelining: 1 });
+  const direct = {
+    url: `${upstream.url}`,
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${UPSTREAM_KEY}` },
+  };
+  const via = {
+    url: gateway.url,
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${ADMIN_KEY}` },
+  };
+  const results = [];
+  let gatewayRequests = 0;
+  try {
+    for (const stream of [false, true]) {
+      for (const concurrency of [1, 64]) {
+        const n = concurrency === 1 ? Math.max(100, Math.floor(N / 4)) : N;
+        const mode = stream ? 'stream (time to first token)' : 'batch (whole answer)';
+        log(`model-gateway overhead: ${mode}, concurrency ${concurrency}, ${n} requests each way`);
+        await load(dispatcher, direct.url, direct.headers, stream, concurrency, WARMUP);
+        await load(dispatcher, via.url, via.headers, stream, concurrency, WARMUP);
+        const d = await load(dispatcher, direct.url, direct.headers, stream, concurrency, n);
+        const g = await load(dispatcher, via.url, via.headers, stream, concurrency, n);
+        gatewayRequests += WARMUP + n;
+        const ds = summary(d.latencies);
+        const gs = summary(g.latencies);
+        const added = { p50: r3(gs.p50 - ds.p50), p99: r3(gs.p99 - ds.p99) };
+        results.push({
+          mode: stream ? 'stream' : 'batch',
+          concurrency,
+          requests: n,
+          directMs: ds,
+          gatewayMs: gs,
+          addedMs: added,
+          gatewayReportedOverheadMs: summary(g.overheads),
+          meetsGoal: added.p50 < GOAL.addedP50Ms && added.p99 < GOAL.addedP99Ms,
+        });
+      }
+    }
+    // metering was on: every gateway request left a usage event on METERING
+    const nc = await connect({ servers: nats.url });
+    let usageEvents = 0;
+    try {
+      const jsm = await jetstreamManager(nc);
+      await testing
+        .waitFor(
+          async () =>
+            (usageEvents = (await jsm.streams.info('METERING')).state.messages) >= gatewayRequests,
+          { timeoutMs: 30_000, what: 'usage events on METERING' },
+        )
+        .catch(() => undefined);
+    } finally {
+      await nc.close();
+    }
+    return {
+      goal: { addedP50MsBelow: GOAL.addedP50Ms, addedP99MsBelow: GOAL.addedP99Ms },
+      setup:
+        'fake OpenAI upstream answering at once; same undici keep-alive client direct and via gateway; gateway with auth (admin key), metering (usage events to a private nats-server), breaker/bulkhead/timeout/retry policies, health probes',
+      results,
+      metering: { gatewayRequests, usageEvents },
+    };
+  } finally {
+    await dispatcher.close();
+    gateway.child.kill('SIGTERM');
+    await once(gateway.child, 'exit');
+    upstream.server.closeAllConnections();
+    upstream.server.close();
+    await nats.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
