@@ -17,7 +17,10 @@ const sections = readdirSync(dir)
   .filter((name) => wanted.size === 0 || wanted.has(name))
   .sort();
 
-const result = { machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version }, at: new Date().toISOString() };
+const result = {
+  machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version },
+  at: new Date().toISOString(),
+};
 let failed = false;
 for (const name of sections) {
   process.stderr.write(`bench: section ${name}\n`);

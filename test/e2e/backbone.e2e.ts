@@ -21,7 +21,11 @@ afterAll(async () => {
   await stack.stop();
 });
 
-async function runState(runId: string, until: (r: Record<string, unknown>) => boolean, timeoutMs = 20_000) {
+async function runState(
+  runId: string,
+  until: (r: Record<string, unknown>) => boolean,
+  timeoutMs = 20_000,
+) {
   const deadline = Date.now() + timeoutMs;
   let last: Record<string, unknown> = {};
   while (Date.now() < deadline) {
@@ -45,13 +49,27 @@ async function submit(body: unknown, headers: Record<string, string> = {}): Prom
 
 describe('CloudEvents on the bus', () => {
   it('a binary-mode execute event completes and the gateway projects it', async () => {
-    const id = await publishBinary(stack.nc, 'echo', { agent: 'echo', input: { message: 'héllo wörld' } });
+    const id = await publishBinary(stack.nc, 'echo', {
+      agent: 'echo',
+      input: { message: 'héllo wörld' },
+    });
     const [completed] = await watcher.waitFor(id, 'agent.status.completed');
     expect(completed!.type).toBe('aob.agent.completed.v1');
     expect(completed!.tenantId).toBe('default');
-    expect(completed!.data).toMatchObject({ runId: id, agent: 'echo', threadId: id, output: { echo: 'héllo wörld' }, attempts: 1 });
+    expect(completed!.data).toMatchObject({
+      runId: id,
+      agent: 'echo',
+      threadId: id,
+      output: { echo: 'héllo wörld' },
+      attempts: 1,
+    });
     const run = await runState(id, (r) => r.status === 'completed');
-    expect(run).toMatchObject({ runId: id, tenantId: 'default', agent: 'echo', output: { echo: 'héllo wörld' } });
+    expect(run).toMatchObject({
+      runId: id,
+      tenantId: 'default',
+      agent: 'echo',
+      output: { echo: 'héllo wörld' },
+    });
   });
 
   it('a structured-mode execute event completes', async () => {
@@ -63,7 +81,9 @@ describe('CloudEvents on the bus', () => {
   it('the same event id published three times (past Nats-Msg-Id de-duplication) runs once', async () => {
     const id = randomUUID();
     const body = { agent: 'echo', input: { message: 'once', delayMs: 300 } };
-    await Promise.all([0, 1, 2].map((i) => publishBinary(stack.nc, 'echo', body, { id, msgId: `${id}-${i}` })));
+    await Promise.all(
+      [0, 1, 2].map((i) => publishBinary(stack.nc, 'echo', body, { id, msgId: `${id}-${i}` })),
+    );
     await watcher.waitFor(id, 'agent.status.completed');
     // the two duplicates wait for the first, then answer with its stored result
     await watcher.waitFor(id, 'agent.status.completed', 30_000, 3);
@@ -75,9 +95,17 @@ describe('CloudEvents on the bus', () => {
   });
 
   it('a republished completed run answers with the stored result without running again', async () => {
-    const id = await publishBinary(stack.nc, 'echo', { agent: 'echo', input: { message: 'first' } });
+    const id = await publishBinary(stack.nc, 'echo', {
+      agent: 'echo',
+      input: { message: 'first' },
+    });
     const [first] = await watcher.waitFor(id, 'agent.status.completed');
-    await publishBinary(stack.nc, 'echo', { agent: 'echo', input: { message: 'first' } }, { id, msgId: `${id}-again` });
+    await publishBinary(
+      stack.nc,
+      'echo',
+      { agent: 'echo', input: { message: 'first' } },
+      { id, msgId: `${id}-again` },
+    );
     const both = await watcher.waitFor(id, 'agent.status.completed', 20_000, 2);
     expect(both[1]!.id).toBe(first!.id);
     expect(both[1]!.data).toEqual(first!.data);
@@ -87,7 +115,10 @@ describe('CloudEvents on the bus', () => {
 
 describe('HTTP runs', () => {
   it('refuses an invalid request with problem+json', async () => {
-    const res = await stack.api('/v1/runs', { method: 'POST', body: JSON.stringify({ agent: 'Not An Agent!', input: {} }) });
+    const res = await stack.api('/v1/runs', {
+      method: 'POST',
+      body: JSON.stringify({ agent: 'Not An Agent!', input: {} }),
+    });
     expect(res.status).toBe(400);
     expect(res.headers.get('content-type')).toContain('application/problem+json');
     const p = (await res.json()) as { status: number; type: string };
@@ -95,26 +126,41 @@ describe('HTTP runs', () => {
   });
 
   it('a 3-step echo leaves 3 checkpoints, newest first', async () => {
-    const runId = await submit({ agent: 'echo', input: { message: 'steps', steps: 3, delayMs: 10 } });
+    const runId = await submit({
+      agent: 'echo',
+      input: { message: 'steps', steps: 3, delayMs: 10 },
+    });
     const run = await runState(runId, (r) => r.status === 'completed');
     const res = await stack.api(`/v1/threads/${run.threadId as string}/history`);
     expect(res.status).toBe(200);
-    const { items } = (await res.json()) as { items: { runId: string; step: number; checkpointId: string }[] };
+    const { items } = (await res.json()) as {
+      items: { runId: string; step: number; checkpointId: string }[];
+    };
     expect(items.map((i) => i.step)).toEqual([3, 2, 1]);
     expect(items.every((i) => i.runId === runId && i.checkpointId)).toBe(true);
   });
 
   it('a chat run streams tokens over SSE that concatenate to the completed content', async () => {
-    const runId = await submit({ agent: 'chat', input: { prompt: 'Tell me about event-driven agents.' } });
-    const res = await stack.api(`/v1/runs/${runId}/events`, { headers: { accept: 'text/event-stream' } });
+    const runId = await submit({
+      agent: 'chat',
+      input: { prompt: 'Tell me about event-driven agents.' },
+    });
+    const res = await stack.api(`/v1/runs/${runId}/events`, {
+      headers: { accept: 'text/event-stream' },
+    });
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toContain('text/event-stream');
     const events = await readSse(res, { timeoutMs: 30_000 });
     const kinds = events.map((e) => e.event);
     expect(kinds[kinds.length - 1]).toBe('completed');
-    const tokens = events.filter((e) => e.event === 'token').map((e) => (e.data as { text: string }).text);
+    const tokens = events
+      .filter((e) => e.event === 'token')
+      .map((e) => (e.data as { text: string }).text);
     expect(tokens.length).toBeGreaterThan(3);
-    const completed = events.at(-1)!.data as { output: { content: string; model: string }; usage: { completionTokens: number } };
+    const completed = events.at(-1)!.data as {
+      output: { content: string; model: string };
+      usage: { completionTokens: number };
+    };
     expect(tokens.join('')).toBe(completed.output.content);
     expect(completed.usage.completionTokens).toBeGreaterThan(0);
     expect(events.every((e) => typeof e.id === 'string' && e.id.length > 0)).toBe(true);
@@ -134,7 +180,12 @@ describe('HTTP runs', () => {
   });
 
   it('another tenant cannot see a run (404)', async () => {
-    const id = await publishBinary(stack.nc, 'echo', { agent: 'echo', input: {} }, { tenant: 'someone-else' });
+    const id = await publishBinary(
+      stack.nc,
+      'echo',
+      { agent: 'echo', input: {} },
+      { tenant: 'someone-else' },
+    );
     await watcher.waitFor(id, 'agent.status.completed');
     await new Promise((r) => setTimeout(r, 300));
     const res = await stack.api(`/v1/runs/${id}`);
@@ -144,7 +195,10 @@ describe('HTTP runs', () => {
 
 describe('crash and resume', () => {
   it('killing the executor between steps and starting it again completes without repeating finished steps', async () => {
-    const runId = await submit({ agent: 'echo', input: { message: 'survive', steps: 4, delayMs: 1_500 } });
+    const runId = await submit({
+      agent: 'echo',
+      input: { message: 'survive', steps: 4, delayMs: 1_500 },
+    });
     await watcher.waitFor(runId, 'agent.status.step', 30_000, 2);
     await stack.stopApp('agent-executor', 'SIGKILL');
     const stepsBefore = watcher.of(runId, 'agent.status.step').map((e) => e.data.step);
@@ -157,7 +211,9 @@ describe('crash and resume', () => {
     const steps = watcher.of(runId, 'agent.status.step').map((e) => e.data.step as number);
     // each step ran (and announced itself) exactly once
     expect([...steps].sort()).toEqual([1, 2, 3, 4]);
-    const history = (await (await stack.api(`/v1/threads/${runId}/history`)).json()) as { items: { step: number }[] };
+    const history = (await (await stack.api(`/v1/threads/${runId}/history`)).json()) as {
+      items: { step: number }[];
+    };
     expect(history.items.map((i) => i.step)).toEqual([4, 3, 2, 1]);
   });
 });

@@ -19,7 +19,11 @@ export class AppModule {
           bootstrapTenant: config.AOB_BOOTSTRAP_TENANT,
           serviceKey: config.AOB_SERVICE_KEY,
         }),
-        DatabaseModule.forRoot({ url: config.DATABASE_URL, applicationName: APP_NAME, poolSize: 5 }),
+        DatabaseModule.forRoot({
+          url: config.DATABASE_URL,
+          applicationName: APP_NAME,
+          poolSize: 5,
+        }),
         NatsModule.forRoot({ url: config.NATS_URL, app: APP_NAME }),
         RedisModule.forRoot({ url: config.REDIS_URL, app: APP_NAME }),
       ],

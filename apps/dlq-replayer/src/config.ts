@@ -7,4 +7,5 @@ export const dlqReplayerEnvSchema = baseEnvSchema.extend({
 
 export type DlqReplayerConfig = z.infer<typeof dlqReplayerEnvSchema>;
 
-export const loadDlqReplayerConfig = (env: NodeJS.ProcessEnv = process.env) => loadConfig(dlqReplayerEnvSchema, env);
+export const loadDlqReplayerConfig = (env: NodeJS.ProcessEnv = process.env) =>
+  loadConfig(dlqReplayerEnvSchema, env);

@@ -9,6 +9,8 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  process.stderr.write(`${APP_NAME} failed to start: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.stderr.write(
+    `${APP_NAME} failed to start: ${err instanceof Error ? err.message : String(err)}\n`,
+  );
   process.exit(1);
 });

@@ -8,7 +8,8 @@ export const booleanFromEnv = (fallback: boolean) =>
     .transform((v) => (v === undefined ? fallback : v === 'true' || v === '1' || v === 'yes'));
 
 /** A positive integer of milliseconds from the environment. */
-export const durationMs = (fallback: number) => z.coerce.number().int().nonnegative().default(fallback);
+export const durationMs = (fallback: number) =>
+  z.coerce.number().int().nonnegative().default(fallback);
 
 /**
  * Variables every AOB app reads (../shared/CONTRACT.md section 2). Apps extend this schema with

@@ -50,7 +50,9 @@ export const notFound = (what: string) => new DomainError('NotFound', `${what} n
 
 /** True when `err` is a DomainError (also across package copies). */
 export function isDomainError(err: unknown): err is DomainError {
-  return err instanceof DomainError || (err instanceof Error && 'code' in err && 'retryable' in err);
+  return (
+    err instanceof DomainError || (err instanceof Error && 'code' in err && 'retryable' in err)
+  );
 }
 
 const STATUS: Record<ErrorCode, number> = {

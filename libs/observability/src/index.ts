@@ -1,6 +1,16 @@
 export { createLogger, REDACT_PATHS, type LoggerOptions } from './logging/logger';
-export { metricsRegistry, collectProcessMetrics, counter, gauge, histogram } from './metrics/metrics';
-export { HealthRegistry, type ReadinessCheck, type ReadinessReport } from './health/health-registry';
+export {
+  metricsRegistry,
+  collectProcessMetrics,
+  counter,
+  gauge,
+  histogram,
+} from './metrics/metrics';
+export {
+  HealthRegistry,
+  type ReadinessCheck,
+  type ReadinessReport,
+} from './health/health-registry';
 export { ObservabilityModule, type ObservabilityOptions } from './observability.module';
 export {
   problem,

@@ -3,7 +3,7 @@ import { LoggerModule } from 'nestjs-pino';
 import { randomUUID } from 'node:crypto';
 import { HealthController } from './health/health.controller';
 import { HealthRegistry } from './health/health-registry';
-import { REDACT_PATHS } from './logging/logger';
+import { logDestination, REDACT_PATHS } from './logging/logger';
 import { collectProcessMetrics } from './metrics/metrics';
 
 export interface ObservabilityOptions {
@@ -25,18 +25,24 @@ export class ObservabilityModule {
       imports: [
         LoggerModule.forRoot({
           pinoHttp: {
+            stream: logDestination(),
             level: opts.logLevel ?? 'info',
             base: { app: opts.app, pid: process.pid },
             redact: { paths: REDACT_PATHS, censor: '[redacted]' },
             genReqId: (req, res) => {
               const given = req.headers['x-request-id'];
-              const id = typeof given === 'string' && /^[\w.:-]{1,128}$/.test(given) ? given : randomUUID();
+              const id =
+                typeof given === 'string' && /^[\w.:-]{1,128}$/.test(given) ? given : randomUUID();
               res.setHeader('x-request-id', id);
               return id;
             },
             autoLogging: { ignore: (req) => QUIET_PATHS.has(req.url ?? '') },
             serializers: {
-              req: (req: { id: unknown; method: unknown; url: unknown }) => ({ id: req.id, method: req.method, url: req.url }),
+              req: (req: { id: unknown; method: unknown; url: unknown }) => ({
+                id: req.id,
+                method: req.method,
+                url: req.url,
+              }),
             },
           },
         }),

@@ -11,7 +11,8 @@ export interface TestDatabase {
 }
 
 /** Base server URL for test databases. @default TEST_DATABASE_URL or postgres://postgres@127.0.0.1:5432/postgres */
-const baseUrl = () => process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const baseUrl = () =>
+  process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
 /** A fresh database `aob_test_<random>` with every migration applied. */
 export async function createTestDatabase(prefix = 'aob_test'): Promise<TestDatabase> {

@@ -14,7 +14,11 @@ export interface StatusEvent {
 /** Percent-encodes a header value as the CloudEvents NATS binding asks (space, ", %, non-ASCII). */
 const pct = (v: string) =>
   Array.from(new TextEncoder().encode(v))
-    .map((b) => (b <= 0x20 || b === 0x22 || b === 0x25 || b >= 0x7f ? `%${b.toString(16).toUpperCase().padStart(2, '0')}` : String.fromCharCode(b)))
+    .map((b) =>
+      b <= 0x20 || b === 0x22 || b === 0x25 || b >= 0x7f
+        ? `%${b.toString(16).toUpperCase().padStart(2, '0')}`
+        : String.fromCharCode(b),
+    )
     .join('');
 
 /** Publishes an execute request by hand in binary content mode (ce- headers), as any client would. */
@@ -34,7 +38,10 @@ export async function publishBinary(
   h.set('ce-type', 'aob.agent.execute.v1');
   h.set('ce-tenantid', pct(opts.tenant ?? 'default'));
   h.set('ce-datacontenttype', 'application/json');
-  await jetstream(nc).publish(`agent.execute.${agent}`, JSON.stringify(data), { headers: h, msgID: opts.msgId ?? id });
+  await jetstream(nc).publish(`agent.execute.${agent}`, JSON.stringify(data), {
+    headers: h,
+    msgID: opts.msgId ?? id,
+  });
   return id;
 }
 
@@ -57,7 +64,10 @@ export async function publishStructured(
     datacontenttype: 'application/json',
     data,
   };
-  await jetstream(nc).publish(`agent.execute.${agent}`, JSON.stringify(event), { headers: h, msgID: id });
+  await jetstream(nc).publish(`agent.execute.${agent}`, JSON.stringify(event), {
+    headers: h,
+    msgID: id,
+  });
   return id;
 }
 
@@ -89,14 +99,21 @@ export class StatusWatcher {
     return this.events.filter((e) => e.runId === runId && (!subject || e.subject === subject));
   }
 
-  async waitFor(runId: string, subject: string, timeoutMs = 30_000, count = 1): Promise<StatusEvent[]> {
+  async waitFor(
+    runId: string,
+    subject: string,
+    timeoutMs = 30_000,
+    count = 1,
+  ): Promise<StatusEvent[]> {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
       const found = this.of(runId, subject);
       if (found.length >= count) return found;
       await new Promise((r) => setTimeout(r, 25));
     }
-    throw new Error(`no ${subject} for ${runId} within ${timeoutMs} ms; saw: ${JSON.stringify(this.of(runId).map((e) => e.subject))}`);
+    throw new Error(
+      `no ${subject} for ${runId} within ${timeoutMs} ms; saw: ${JSON.stringify(this.of(runId).map((e) => e.subject))}`,
+    );
   }
 
   stop(): void {

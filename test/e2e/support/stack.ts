@@ -13,7 +13,13 @@ import {
   type TestNatsServer,
 } from '@aob/testing';
 
-export const APPS = ['gateway', 'model-gateway', 'metering', 'agent-executor', 'dlq-replayer'] as const;
+export const APPS = [
+  'gateway',
+  'model-gateway',
+  'metering',
+  'agent-executor',
+  'dlq-replayer',
+] as const;
 export type AppName = (typeof APPS)[number];
 
 const ROOT = path.resolve(__dirname, '../../..');
@@ -37,7 +43,10 @@ export class Stack {
   db!: TestDatabase;
   nc!: NatsConnection;
 
-  async start(apps: readonly AppName[] = APPS, extraEnv: Record<string, string> = {}): Promise<void> {
+  async start(
+    apps: readonly AppName[] = APPS,
+    extraEnv: Record<string, string> = {},
+  ): Promise<void> {
     this.nats = await startNatsServer();
     this.db = await createTestDatabase('aob_e2e');
     for (const app of APPS) this.ports.set(app, await freePort());
@@ -93,7 +102,9 @@ export class Stack {
         { timeoutMs: 30_000, intervalMs: 100, what: `${app} /readyz` },
       );
     } catch (err) {
-      throw new Error(`${app} did not become ready: ${(err as Error).message}\n${logs.slice(-30).join('\n')}`);
+      throw new Error(
+        `${app} did not become ready: ${(err as Error).message}\n${logs.slice(-30).join('\n')}`,
+      );
     }
   }
 
@@ -134,5 +145,7 @@ export class Stack {
 }
 
 function rank(app: AppName): number {
-  return { 'model-gateway': 0, 'agent-executor': 1, gateway: 2, metering: 3, 'dlq-replayer': 4 }[app];
+  return { 'model-gateway': 0, 'agent-executor': 1, gateway: 2, metering: 3, 'dlq-replayer': 4 }[
+    app
+  ];
 }

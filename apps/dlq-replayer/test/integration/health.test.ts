@@ -1,6 +1,13 @@
 import type { INestApplication } from '@nestjs/common';
 import { bootstrapHttpApp } from '@aob/observability';
-import { createTestDatabase, freePort, startNatsServer, testRedisUrl, type TestDatabase, type TestNatsServer } from '@aob/testing';
+import {
+  createTestDatabase,
+  freePort,
+  startNatsServer,
+  testRedisUrl,
+  type TestDatabase,
+  type TestNatsServer,
+} from '@aob/testing';
 import { APP_NAME, AppModule } from '../../src/app.module';
 import { loadDlqReplayerConfig } from '../../src/config';
 
@@ -34,7 +41,9 @@ describe('dlq-replayer boots, connects and reports health', () => {
   it('is ready with NATS, Postgres and Redis up, and says so', async () => {
     const ready = await fetch(`${base}/readyz`);
     expect(ready.status).toBe(200);
-    expect(await ready.json()).toMatchObject({ checks: { nats: { status: 'up' }, postgres: { status: 'up' }, redis: { status: 'up' } } });
+    expect(await ready.json()).toMatchObject({
+      checks: { nats: { status: 'up' }, postgres: { status: 'up' }, redis: { status: 'up' } },
+    });
     expect((await fetch(`${base}/healthz`)).status).toBe(200);
   });
 

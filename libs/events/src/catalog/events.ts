@@ -1,6 +1,7 @@
 import type { z } from 'zod';
 import type { StreamName } from './streams';
 import {
+  budgetWarningSchema,
   executeRequestSchema,
   quotaExceededSchema,
   runCancelledSchema,
@@ -71,6 +72,12 @@ export const EVENTS = {
     subject: 'metering.quota.exceeded',
     stream: 'METERING',
     schema: quotaExceededSchema,
+  }),
+  budgetWarning: define({
+    type: 'aob.metering.budget_warning.v1',
+    subject: 'metering.budget.warning',
+    stream: 'METERING',
+    schema: budgetWarningSchema,
   }),
 } as const;
 

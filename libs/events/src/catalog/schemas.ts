@@ -6,8 +6,12 @@ export const AGENT_NAME_PATTERN = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 export const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 export const TENANT_PATTERN = /^(\*|[A-Za-z0-9][A-Za-z0-9._-]{0,63})$/;
 
-export const agentNameSchema = z.string().regex(AGENT_NAME_PATTERN, 'agent must match [a-z0-9][a-z0-9_-]{0,63}');
-export const idSchema = z.string().regex(ID_PATTERN, 'ids must match [A-Za-z0-9][A-Za-z0-9._:-]{0,127}');
+export const agentNameSchema = z
+  .string()
+  .regex(AGENT_NAME_PATTERN, 'agent must match [a-z0-9][a-z0-9_-]{0,63}');
+export const idSchema = z
+  .string()
+  .regex(ID_PATTERN, 'ids must match [A-Za-z0-9][A-Za-z0-9._:-]{0,127}');
 export const tenantIdSchema = z.string().regex(TENANT_PATTERN, 'invalid tenant id');
 
 export const runOptionsSchema = z
@@ -114,3 +118,13 @@ export const quotaExceededSchema = z.object({
   observed: z.number(),
 });
 export type QuotaExceeded = z.infer<typeof quotaExceededSchema>;
+
+/** A tenant reached `threshold` (a fraction, e.g. 0.8) of a limit; published once per window. */
+export const budgetWarningSchema = z.object({
+  tenantId: tenantIdSchema,
+  limit: z.string(),
+  window: z.string(),
+  observed: z.number(),
+  threshold: z.number().positive(),
+});
+export type BudgetWarning = z.infer<typeof budgetWarningSchema>;

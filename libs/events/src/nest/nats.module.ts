@@ -1,5 +1,16 @@
-import { type DynamicModule, Global, Inject, Module, type OnApplicationShutdown } from '@nestjs/common';
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import {
+  type DynamicModule,
+  Global,
+  Inject,
+  Module,
+  type OnApplicationShutdown,
+} from '@nestjs/common';
+import {
+  jetstream,
+  jetstreamManager,
+  type JetStreamClient,
+  type JetStreamManager,
+} from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { HealthRegistry } from '@aob/observability';
 import { connectNats } from '../jetstream/connect-nats';
@@ -48,7 +59,11 @@ export class NatsModule implements OnApplicationShutdown {
             return nc;
           },
         },
-        { provide: JETSTREAM, inject: [NATS_CONNECTION], useFactory: (nc: NatsConnection) => jetstream(nc) },
+        {
+          provide: JETSTREAM,
+          inject: [NATS_CONNECTION],
+          useFactory: (nc: NatsConnection) => jetstream(nc),
+        },
         {
           provide: JETSTREAM_MANAGER,
           inject: [NATS_CONNECTION],

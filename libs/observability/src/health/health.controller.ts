@@ -22,7 +22,11 @@ export class HealthController {
     const report = await this.health.report();
     res
       .status(report.ready ? 200 : 503)
-      .json({ status: report.ready ? 'ready' : 'not ready', down: report.down, checks: report.checks });
+      .json({
+        status: report.ready ? 'ready' : 'not ready',
+        down: report.down,
+        checks: report.checks,
+      });
   }
 
   @Get('metrics')

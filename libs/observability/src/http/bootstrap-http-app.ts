@@ -34,17 +34,32 @@ export interface HttpAppOptions {
  * Creates, configures and starts an HTTP app the same way for every AOB app: pino logger, security
  * headers, 1 MiB JSON bodies with problem+json errors, request metrics, shutdown hooks.
  */
-export async function bootstrapHttpApp(module: Type | DynamicModule, opts: HttpAppOptions): Promise<INestApplication> {
-  const app = await NestFactory.create<NestExpressApplication>(module, { bufferLogs: true, bodyParser: false });
+export async function bootstrapHttpApp(
+  module: Type | DynamicModule,
+  opts: HttpAppOptions,
+): Promise<INestApplication> {
+  const app = await NestFactory.create<NestExpressApplication>(module, {
+    bufferLogs: true,
+    bodyParser: false,
+  });
   app.useLogger(app.get(Logger));
   app.disable('x-powered-by');
   app.set('trust proxy', 'loopback, linklocal, uniquelocal');
   app.use(helmet());
   if (opts.corsOrigins?.length) {
-    app.enableCors({ origin: opts.corsOrigins, credentials: false, exposedHeaders: ['x-request-id', 'Retry-After', 'RateLimit', 'RateLimit-Policy'] });
+    app.enableCors({
+      origin: opts.corsOrigins,
+      credentials: false,
+      exposedHeaders: ['x-request-id', 'Retry-After', 'RateLimit', 'RateLimit-Policy'],
+    });
   }
   app.use(requestMetrics(opts.app));
-  app.use(jsonBody(opts.bodyLimit ?? '1mb', opts.onBodyError ?? ((err, _req, res) => sendProblem(res, toProblem(err)))));
+  app.use(
+    jsonBody(
+      opts.bodyLimit ?? '1mb',
+      opts.onBodyError ?? ((err, _req, res) => sendProblem(res, toProblem(err))),
+    ),
+  );
   if (opts.problemDetails !== false) app.useGlobalFilters(new ProblemDetailsFilter());
   opts.configure?.(app);
   app.enableShutdownHooks();
@@ -52,10 +67,18 @@ export async function bootstrapHttpApp(module: Type | DynamicModule, opts: HttpA
   return app;
 }
 
-function jsonBody(limit: string, onError: NonNullable<HttpAppOptions['onBodyError']>): RequestHandler {
-  const parse = express.json({ limit, type: ['application/json', 'application/*+json'], strict: false });
+function jsonBody(
+  limit: string,
+  onError: NonNullable<HttpAppOptions['onBodyError']>,
+): RequestHandler {
+  const parse = express.json({
+    limit,
+    type: ['application/json', 'application/*+json'],
+    strict: false,
+  });
   // body-parser errors happen before Nest's routing; answer them here.
-  return (req, res, next) => parse(req, res, (err?: unknown) => (err ? onError(err, req, res) : next()));
+  return (req, res, next) =>
+    parse(req, res, (err?: unknown) => (err ? onError(err, req, res) : next()));
 }
 
 function requestMetrics(app: string): RequestHandler {
@@ -65,7 +88,12 @@ function requestMetrics(app: string): RequestHandler {
     res.on('finish', () => {
       // route template, never the raw URL: ids in paths would explode label cardinality
       const route = (req.route as { path?: string } | undefined)?.path ?? 'unmatched';
-      end({ app, method: req.method, route: (req.baseUrl ?? '') + route, status: String(res.statusCode) });
+      end({
+        app,
+        method: req.method,
+        route: (req.baseUrl ?? '') + route,
+        status: String(res.statusCode),
+      });
     });
     next();
   };

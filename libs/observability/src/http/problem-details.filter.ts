@@ -19,7 +19,8 @@ export class ProblemDetailsFilter implements ExceptionFilter {
     const headers: Record<string, string> = {};
     if (isDomainError(exception)) {
       const d = exception.details ?? {};
-      if (typeof d.retryAfterSeconds === 'number') headers['Retry-After'] = String(Math.ceil(d.retryAfterSeconds));
+      if (typeof d.retryAfterSeconds === 'number')
+        headers['Retry-After'] = String(Math.ceil(d.retryAfterSeconds));
       if (exception.code === 'Unauthorized') headers['WWW-Authenticate'] = 'Bearer realm="aob"';
     }
     sendProblem(res, p, headers);

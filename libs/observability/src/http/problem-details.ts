@@ -32,12 +32,27 @@ const TITLES: Partial<Record<number, string>> = {
   504: 'Gateway Timeout',
 };
 
-export function problem(code: ErrorCode, detail: string, extra: Record<string, unknown> = {}): ProblemDetails {
+export function problem(
+  code: ErrorCode,
+  detail: string,
+  extra: Record<string, unknown> = {},
+): ProblemDetails {
   const status = httpStatusFor(code);
-  return { type: PROBLEM_BASE + problemSlug(code), title: TITLES[status] ?? code, status, detail, code, ...extra };
+  return {
+    type: PROBLEM_BASE + problemSlug(code),
+    title: TITLES[status] ?? code,
+    status,
+    detail,
+    code,
+    ...extra,
+  };
 }
 
-export function problemFromStatus(status: number, detail: string, code = `Http${status}`): ProblemDetails {
+export function problemFromStatus(
+  status: number,
+  detail: string,
+  code = `Http${status}`,
+): ProblemDetails {
   return { type: 'about:blank', title: TITLES[status] ?? 'Error', status, detail, code };
 }
 
@@ -46,7 +61,12 @@ export function toProblem(err: unknown): ProblemDetails {
   if (isDomainError(err)) {
     return problem(err.code, err.message, err.details ?? {});
   }
-  const e = err as { status?: unknown; getStatus?: () => number; getResponse?: () => unknown; type?: string };
+  const e = err as {
+    status?: unknown;
+    getStatus?: () => number;
+    getResponse?: () => unknown;
+    type?: string;
+  };
   if (typeof e?.getStatus === 'function') {
     // Nest HttpException (404 route not found, 405, guards ...)
     const status = e.getStatus();
@@ -61,8 +81,10 @@ export function toProblem(err: unknown): ProblemDetails {
   }
   // body-parser errors carry a status and a type
   if (typeof e?.status === 'number' && e.status >= 400 && e.status < 500) {
-    if (e.type === 'entity.too.large') return problem('PayloadTooLarge', 'request body exceeds the size limit');
-    if (e.type === 'entity.parse.failed') return problem('InvalidRequest', 'request body is not valid JSON');
+    if (e.type === 'entity.too.large')
+      return problem('PayloadTooLarge', 'request body exceeds the size limit');
+    if (e.type === 'entity.parse.failed')
+      return problem('InvalidRequest', 'request body is not valid JSON');
     if (e.type === 'encoding.unsupported' || e.type === 'charset.unsupported')
       return problemFromStatus(415, 'unsupported content encoding or charset');
     return problemFromStatus(e.status, 'bad request');
@@ -70,7 +92,11 @@ export function toProblem(err: unknown): ProblemDetails {
   return problemFromStatus(500, 'internal error', 'Internal');
 }
 
-export function sendProblem(res: Response, p: ProblemDetails, headers: Record<string, string> = {}): void {
+export function sendProblem(
+  res: Response,
+  p: ProblemDetails,
+  headers: Record<string, string> = {},
+): void {
   if (res.headersSent) {
     res.end();
     return;
