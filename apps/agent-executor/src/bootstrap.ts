@@ -1,6 +1,6 @@
 import { CONSUMERS, JetStreamServer, NATS_CONNECTION, type ConsumerSpec } from '@aob/events';
 import { bootstrapHttpApp, HealthRegistry } from '@aob/observability';
-import { DataSource, TerminationRepository } from '@aob/persistence';
+import { TerminationRepository } from '@aob/persistence';
 import { type DynamicModule, type INestApplication, Module, type Type } from '@nestjs/common';
 import { APP_NAME, AppModule, type ExecutorModuleOptions } from './app.module';
 import type { ExecutorConfig } from './config';
@@ -29,25 +29,13 @@ export async function startExecutor(
     app: APP_NAME,
     port: config.PORT,
     configure: (nest) => {
-      const terminations = new TerminationRepository(nest.get(DataSource));
+      const terminations = nest.get(TerminationRepository);
       const transport = new JetStreamServer({
         connection: nest.get(NATS_CONNECTION),
         consumers: [executorConsumer(config)],
         concurrency: config.EXECUTOR_CONCURRENCY,
         drainTimeoutMs: config.SHUTDOWN_GRACE_MS,
-        onTerminate: (t) =>
-          terminations.record({
-            stream: t.stream,
-            consumer: t.durable,
-            streamSeq: t.streamSeq,
-            subject: t.natsSubject,
-            ...(t.eventId === undefined ? {} : { eventId: t.eventId }),
-            ...(t.eventType === undefined ? {} : { eventType: t.eventType }),
-            ...(t.tenantId === undefined ? {} : { tenantId: t.tenantId }),
-            code: t.code,
-            reason: t.reason,
-            deliveries: t.deliveryCount,
-          }),
+        onTerminate: (t) => terminations.record(t),
       });
       nest.connectMicroservice({ strategy: transport }, { inheritAppConfig: false });
       // bootstrapHttpApp listens before the workers start: not ready until they pull.

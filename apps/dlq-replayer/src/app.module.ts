@@ -2,8 +2,11 @@ import { type DynamicModule, Module } from '@nestjs/common';
 import { AuthModule } from '@aob/auth';
 import { NatsModule, RedisModule } from '@aob/events';
 import { ObservabilityModule } from '@aob/observability';
-import { DatabaseModule } from '@aob/persistence';
-import type { DlqReplayerConfig } from './config';
+import { DatabaseModule, DataSource, DeadLetterRepository } from '@aob/persistence';
+import { AdvisoryConsumer } from './capture/advisory-consumer';
+import { DeadLetterCaptureService } from './capture/dead-letter-capture.service';
+import { DLQ_REPLAYER_CONFIG, type DlqReplayerConfig } from './config';
+import { QuarantineSweeper } from './replay/quarantine-sweeper';
 
 export const APP_NAME = 'dlq-replayer';
 
@@ -26,6 +29,17 @@ export class AppModule {
         }),
         NatsModule.forRoot({ url: config.NATS_URL, app: APP_NAME }),
         RedisModule.forRoot({ url: config.REDIS_URL, app: APP_NAME }),
+      ],
+      providers: [
+        { provide: DLQ_REPLAYER_CONFIG, useValue: config },
+        {
+          provide: DeadLetterRepository,
+          inject: [DataSource],
+          useFactory: (ds: DataSource) => new DeadLetterRepository(ds),
+        },
+        DeadLetterCaptureService,
+        AdvisoryConsumer,
+        QuarantineSweeper,
       ],
     };
   }

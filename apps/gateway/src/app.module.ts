@@ -3,7 +3,7 @@ import type { NestExpressApplication } from '@nestjs/platform-express';
 import type { MicroserviceOptions } from '@nestjs/microservices';
 import type { Redis } from 'ioredis';
 import type { NatsConnection } from '@nats-io/nats-core';
-import { AuthModule } from '@aob/auth';
+import { AuthModule, authOptionsFromEnv } from '@aob/auth';
 import {
   CONSUMERS,
   JetStreamServer,
@@ -14,12 +14,22 @@ import {
   RunEventStream,
 } from '@aob/events';
 import { bootstrapHttpApp, ObservabilityModule } from '@aob/observability';
-import { DatabaseModule, DataSource, TerminationRepository } from '@aob/persistence';
+import { QuotaModule } from '@aob/quotas';
+import { DatabaseModule, DataSource, DeadLetterRepository, TerminationRepository } from '@aob/persistence';
 import { AgentRegistry } from './agents/agent-registry';
 import { AgentRepository } from './agents/agent.repository';
 import { AgentsController } from './agents/agents.controller';
+import { ApiKeysController } from './api-keys/api-keys.controller';
 import { GATEWAY_CONFIG, type GatewayConfig } from './config';
 import { OpenApiController } from './openapi/openapi.controller';
+import { DeadLetterService } from './dlq/dead-letter.service';
+import { DlqController } from './dlq/dlq.controller';
+import { QuotaAdmissionService } from './quotas/quota-admission.service';
+import { QuotasController } from './quotas/quotas.controller';
+import { QuotasService } from './quotas/quotas.service';
+import { UsageController } from './usage/usage.controller';
+import { UsageRepository } from './usage/usage.repository';
+import { UsageService } from './usage/usage.service';
 import { OutboxRelay } from './outbox/outbox-relay';
 import { OutboxRepository } from './outbox/outbox.repository';
 import { RunProjectionRepository } from './projection/run-projection.repository';
@@ -45,13 +55,8 @@ export class GatewayModule {
       module: GatewayModule,
       imports: [
         ObservabilityModule.forRoot({ app: APP_NAME, logLevel: config.LOG_LEVEL }),
-        AuthModule.forRoot({
-          bootstrapTenant: config.AOB_BOOTSTRAP_TENANT,
-          ...(config.AOB_BOOTSTRAP_ADMIN_KEY === undefined
-            ? {}
-            : { bootstrapAdminKey: config.AOB_BOOTSTRAP_ADMIN_KEY }),
-          ...(config.AOB_SERVICE_KEY === undefined ? {} : { serviceKey: config.AOB_SERVICE_KEY }),
-        }),
+        // stored API keys and the audit log live in Postgres (DatabaseModule below)
+        AuthModule.forRoot(authOptionsFromEnv(config, { useDatabase: true })),
         DatabaseModule.forRoot({
           url: config.DATABASE_URL,
           poolSize: config.DB_POOL_SIZE,
@@ -59,14 +64,19 @@ export class GatewayModule {
         }),
         NatsModule.forRoot({ url: config.NATS_URL, app: APP_NAME }),
         RedisModule.forRoot({ url: config.REDIS_URL, app: APP_NAME }),
+        QuotaModule.forRoot({ config, app: APP_NAME }),
       ],
       controllers: [
         RunsController,
         RunEventsController,
         ThreadsController,
         AgentsController,
+        ApiKeysController,
         OpenApiController,
+        DlqController,
         RunStatusHandler,
+        UsageController,
+        QuotasController,
       ],
       providers: [
         { provide: GATEWAY_CONFIG, useValue: config },
@@ -77,10 +87,11 @@ export class GatewayModule {
             new RunEventStream(redis, { keyPrefix: config.RUN_STREAM_KEY_PREFIX }),
         },
         {
-          provide: TerminationRepository,
+          provide: DeadLetterRepository,
           inject: [DataSource],
-          useFactory: (ds: DataSource) => new TerminationRepository(ds),
+          useFactory: (ds: DataSource) => new DeadLetterRepository(ds),
         },
+        DeadLetterService,
         OutboxRepository,
         OutboxRelay,
         RunRepository,
@@ -93,6 +104,10 @@ export class GatewayModule {
         ThreadHistoryService,
         AgentRepository,
         AgentRegistry,
+        UsageRepository,
+        UsageService,
+        QuotaAdmissionService,
+        QuotasService,
       ],
     };
   }
@@ -121,19 +136,7 @@ export async function startGateway(config: GatewayConfig): Promise<INestApplicat
           connection: nest.get<NatsConnection>(NATS_CONNECTION),
           consumers: [CONSUMERS.gatewayRunStatus],
           concurrency: config.PROJECTION_CONCURRENCY,
-          onTerminate: (info) =>
-            terminations.record({
-              stream: info.stream,
-              consumer: info.durable,
-              streamSeq: info.streamSeq,
-              subject: info.natsSubject,
-              code: info.code,
-              reason: info.reason,
-              deliveries: info.deliveryCount,
-              ...(info.eventId === undefined ? {} : { eventId: info.eventId }),
-              ...(info.eventType === undefined ? {} : { eventType: info.eventType }),
-              ...(info.tenantId === undefined ? {} : { tenantId: info.tenantId }),
-            }),
+          onTerminate: (info) => terminations.record(info),
         }),
       });
     },

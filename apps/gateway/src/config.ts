@@ -1,5 +1,7 @@
 import { z } from 'zod';
+import { authEnvSchema } from '@aob/auth';
 import { baseEnvSchema, durationMs, loadConfig } from '@aob/config';
+import { quotaEnvShape } from '@aob/quotas';
 
 const commaList = z
   .string()
@@ -12,6 +14,8 @@ const commaList = z
   );
 
 export const gatewayEnvSchema = baseEnvSchema.extend({
+  /** OIDC_ISSUER_URL, OIDC_AUDIENCE, OIDC_TENANT_CLAIM, OIDC_ROLES_CLAIM, API_KEY_CACHE_MS ... (libs/auth). */
+  ...authEnvSchema.shape,
   PORT: z.coerce.number().int().min(0).max(65_535).default(8080),
   /** Browser origins allowed by CORS (comma-separated); empty = CORS off. */
   CORS_ORIGINS: commaList,
@@ -31,6 +35,8 @@ export const gatewayEnvSchema = baseEnvSchema.extend({
   AGENTS_CACHE_MS: durationMs(5_000),
   /** Status events projected at once. */
   PROJECTION_CONCURRENCY: z.coerce.number().int().positive().max(1_000).default(16),
+  /** QUOTA_DEFAULT_RPS, QUOTA_DEFAULT_BURST, QUOTA_DEFAULT_TPM, QUOTA_DEFAULT_MONTHLY_BUDGET_USD, QUOTA_FAIL_MODE ... (libs/quotas). */
+  ...quotaEnvShape,
 });
 
 export type GatewayConfig = Readonly<z.infer<typeof gatewayEnvSchema>>;

@@ -16,6 +16,7 @@ export const CONTRACT_OPERATIONS = [
   'get /v1/dlq',
   'get /v1/dlq/{id}',
   'post /v1/dlq/{id}/replay',
+  'post /v1/dlq/replay',
   'delete /v1/dlq/{id}',
   'get /openapi.json',
 ];

@@ -1,9 +1,24 @@
-import { type DynamicModule, Module } from '@nestjs/common';
+import { type DynamicModule, type INestApplication, Module, type Type } from '@nestjs/common';
+import type { NestExpressApplication } from '@nestjs/platform-express';
+import type { MicroserviceOptions } from '@nestjs/microservices';
+import type { NatsConnection } from '@nats-io/nats-core';
 import { AuthModule } from '@aob/auth';
-import { NatsModule, RedisModule } from '@aob/events';
-import { ObservabilityModule } from '@aob/observability';
-import { DatabaseModule } from '@aob/persistence';
-import type { MeteringConfig } from './config';
+import {
+  CONSUMERS,
+  JetStreamServer,
+  NATS_CONNECTION,
+  NatsModule,
+  RedisModule,
+} from '@aob/events';
+import { bootstrapHttpApp, ObservabilityModule } from '@aob/observability';
+import { DatabaseModule, TerminationRepository } from '@aob/persistence';
+import { QuotaModule } from '@aob/quotas';
+import { METERING_CONFIG, type MeteringConfig } from './config';
+import { UsageEventHandler } from './ingestion/usage-event.handler';
+import { UsageIngestionService } from './ingestion/usage-ingestion.service';
+import { UsageRecordRepository } from './ingestion/usage-record.repository';
+import { SpendTracker } from './quotas/spend-tracker';
+import { RawRecordPruner } from './retention/raw-record-pruner';
 
 export const APP_NAME = 'metering';
 
@@ -15,14 +30,61 @@ export class AppModule {
       imports: [
         ObservabilityModule.forRoot({ app: APP_NAME, logLevel: config.LOG_LEVEL }),
         AuthModule.forRoot({
-          bootstrapAdminKey: config.AOB_BOOTSTRAP_ADMIN_KEY,
           bootstrapTenant: config.AOB_BOOTSTRAP_TENANT,
-          serviceKey: config.AOB_SERVICE_KEY,
+          ...(config.AOB_BOOTSTRAP_ADMIN_KEY === undefined
+            ? {}
+            : { bootstrapAdminKey: config.AOB_BOOTSTRAP_ADMIN_KEY }),
+          ...(config.AOB_SERVICE_KEY === undefined ? {} : { serviceKey: config.AOB_SERVICE_KEY }),
         }),
-        DatabaseModule.forRoot({ url: config.DATABASE_URL, applicationName: APP_NAME, poolSize: 5 }),
+        DatabaseModule.forRoot({
+          url: config.DATABASE_URL,
+          applicationName: `aob-${APP_NAME}`,
+          poolSize: config.DB_POOL_SIZE,
+        }),
         NatsModule.forRoot({ url: config.NATS_URL, app: APP_NAME }),
         RedisModule.forRoot({ url: config.REDIS_URL, app: APP_NAME }),
+        QuotaModule.forRoot({ config, app: APP_NAME }),
+      ],
+      controllers: [UsageEventHandler],
+      providers: [
+        { provide: METERING_CONFIG, useValue: config },
+        UsageRecordRepository,
+        UsageIngestionService,
+        SpendTracker,
+        RawRecordPruner,
       ],
     };
   }
+}
+
+/** bootstrapHttpApp takes a module class: wrap the dynamic module in one. */
+export function createMeteringAppModule(config: MeteringConfig): Type {
+  @Module({ imports: [AppModule.forRoot(config)] })
+  class MeteringAppModule {}
+  return MeteringAppModule;
+}
+
+/**
+ * Starts metering: HTTP (health, metrics) on config.PORT (0 = any free port) and the durable
+ * `metering` consumer that ingests usage events.
+ */
+export async function startMetering(config: MeteringConfig): Promise<INestApplication> {
+  const app = await bootstrapHttpApp(createMeteringAppModule(config), {
+    app: APP_NAME,
+    port: config.PORT,
+    configure: (nest: NestExpressApplication) => {
+      const terminations = nest.get(TerminationRepository);
+      nest.connectMicroservice<MicroserviceOptions>({
+        strategy: new JetStreamServer({
+          connection: nest.get<NatsConnection>(NATS_CONNECTION),
+          consumers: [CONSUMERS.metering],
+          concurrency: config.METERING_CONCURRENCY,
+          drainTimeoutMs: config.SHUTDOWN_GRACE_MS,
+          onTerminate: (info) => terminations.record(info),
+        }),
+      });
+    },
+  });
+  await app.startAllMicroservices();
+  return app;
 }

@@ -1,14 +1,20 @@
 import 'reflect-metadata';
-import { bootstrapHttpApp } from '@aob/observability';
-import { APP_NAME, AppModule } from './app.module';
+import { ConfigError } from '@aob/config';
+import { APP_NAME, startMetering } from './app.module';
 import { loadMeteringConfig } from './config';
 
 async function main(): Promise<void> {
-  const config = loadMeteringConfig();
-  await bootstrapHttpApp(AppModule.forRoot(config), { app: APP_NAME, port: config.PORT });
+  await startMetering(loadMeteringConfig());
 }
 
 main().catch((err: unknown) => {
-  process.stderr.write(`${APP_NAME} failed to start: ${err instanceof Error ? err.message : String(err)}\n`);
+  // The logger may not exist yet (bad config, unreachable dependency): say why on stderr.
+  const message =
+    err instanceof ConfigError
+      ? err.message
+      : err instanceof Error
+        ? (err.stack ?? err.message)
+        : String(err);
+  process.stderr.write(`${APP_NAME} failed to start: ${message}\n`);
   process.exit(1);
 });

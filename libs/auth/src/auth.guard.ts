@@ -1,72 +1,124 @@
-import { type CanActivate, type ExecutionContext, Inject, Injectable, SetMetadata } from '@nestjs/common';
+import {
+  type CanActivate,
+  type ExecutionContext,
+  Inject,
+  Injectable,
+  Logger,
+  SetMetadata,
+} from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import type { Request } from 'express';
-import { DomainError } from '@aob/errors';
-import { PUBLIC_ROUTE_KEY } from '@aob/observability';
-import { extractCredential, secretEquals } from './credentials';
-import { type Permission, type Principal, principalFor } from './permissions';
+import { DomainError, isDomainError } from '@aob/errors';
+import { counter, PUBLIC_ROUTE_KEY } from '@aob/observability';
+import { AuditLog } from './audit/audit-log';
+import { Authenticator } from './authenticator';
+import { CredentialRejected } from './credential-rejected';
+import type { Permission, Principal } from './permissions';
 
-export const AUTH_OPTIONS = Symbol('AUTH_OPTIONS');
 export const REQUIRED_PERMISSION_KEY = 'aob:permission';
 
 /** The permission a route needs. Routes without one (and not @Public) need only a valid caller. */
 export const RequirePermission = (p: Permission) => SetMetadata(REQUIRED_PERMISSION_KEY, p);
 
-export interface AuthOptions {
-  /** AOB_BOOTSTRAP_ADMIN_KEY: works as role admin of `bootstrapTenant`. */
-  bootstrapAdminKey?: string;
-  /** @default 'default' */
-  bootstrapTenant: string;
-  /** AOB_SERVICE_KEY: service-to-service calls; the tenant comes from `x-aob-tenant-id`. */
-  serviceKey?: string;
-}
-
 export type AuthenticatedRequest = Request & { principal?: Principal };
 
+const decisions = () =>
+  counter({
+    name: 'aob_auth_decisions_total',
+    help: 'Authentication and authorization decisions by credential kind and outcome',
+    labelNames: ['kind', 'outcome'] as const,
+  });
+
 /**
- * Authenticates every request that is not @Public and checks the route's permission.
- * This first version knows the bootstrap admin key and the service key; OIDC and stored API
- * keys come with the identity issue.
+ * Authenticates every request that is not @Public and checks the route's permission. Denials
+ * (403) are audited; authentication failures (401) are logged and counted but not written to
+ * Postgres, so unauthenticated traffic cannot fill the audit table.
  */
 @Injectable()
 export class AuthGuard implements CanActivate {
+  private readonly logger = new Logger('auth');
+
   constructor(
     private readonly reflector: Reflector,
-    @Inject(AUTH_OPTIONS) private readonly opts: AuthOptions,
+    @Inject(Authenticator) private readonly authenticator: Authenticator,
+    @Inject(AuditLog) private readonly audit: AuditLog,
   ) {}
 
-  canActivate(ctx: ExecutionContext): boolean {
+  async canActivate(ctx: ExecutionContext): Promise<boolean> {
     const targets = [ctx.getHandler(), ctx.getClass()];
     if (this.reflector.getAllAndOverride<boolean>(PUBLIC_ROUTE_KEY, targets)) return true;
     const req = ctx.switchToHttp().getRequest<AuthenticatedRequest>();
-    const principal = this.authenticate(req);
+    const principal = await this.authenticate(req);
     req.principal = principal;
-    const needed = this.reflector.getAllAndOverride<Permission | undefined>(REQUIRED_PERMISSION_KEY, targets);
+    const needed = this.reflector.getAllAndOverride<Permission | undefined>(
+      REQUIRED_PERMISSION_KEY,
+      targets,
+    );
     if (needed && !principal.permissions.has(needed)) {
-      throw new DomainError('Forbidden', `missing permission ${needed}`, { details: { permission: needed } });
+      decisions().inc({ kind: principal.kind, outcome: 'forbidden' });
+      this.audit.record({
+        actor: principal.subject,
+        actorKind: principal.kind,
+        tenantId: principal.tenantId,
+        action: 'route.access',
+        resource: resourceOf(req),
+        decision: 'deny',
+        reason: `missing permission ${needed}`,
+        details: {
+          permission: needed,
+          role: principal.role,
+          ...(principal.scopes ? { scopes: principal.scopes } : {}),
+        },
+        ...requestIdOf(req),
+      });
+      throw new DomainError('Forbidden', `missing permission ${needed}`, {
+        details: { permission: needed },
+      });
     }
+    decisions().inc({ kind: principal.kind, outcome: 'allowed' });
     return true;
   }
 
-  authenticate(req: Request): Principal {
-    let cred;
+  private async authenticate(req: AuthenticatedRequest): Promise<Principal> {
     try {
-      cred = extractCredential(req.headers);
+      return await this.authenticator.authenticate(req.headers);
     } catch (err) {
-      throw new DomainError('Unauthorized', (err as Error).message);
-    }
-    if (!cred) throw new DomainError('Unauthorized', 'credentials required: X-API-Key or Authorization: Bearer');
-    if (cred.kind === 'jwt') throw new DomainError('Unauthorized', 'bearer tokens are not accepted: OIDC is not configured');
-    if (this.opts.bootstrapAdminKey && secretEquals(cred.value, this.opts.bootstrapAdminKey)) {
-      return principalFor('bootstrap-admin', this.opts.bootstrapTenant, 'admin', 'api-key');
-    }
-    if (this.opts.serviceKey && secretEquals(cred.value, this.opts.serviceKey)) {
-      const tenant = req.headers['x-aob-tenant-id'];
-      if (typeof tenant !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(tenant)) {
-        throw new DomainError('Unauthorized', 'service calls must name the tenant in x-aob-tenant-id');
+      if (err instanceof CredentialRejected) {
+        decisions().inc({ kind: err.actor.kind, outcome: 'forbidden' });
+        this.audit.record({
+          actor: err.actor.subject,
+          actorKind: err.actor.kind,
+          tenantId: err.actor.tenantId,
+          action: 'route.access',
+          resource: resourceOf(req),
+          decision: 'deny',
+          reason: err.message,
+          ...requestIdOf(req),
+        });
+      } else if (isDomainError(err) && err.code === 'Unauthorized') {
+        decisions().inc({ kind: credentialKind(req), outcome: 'unauthorized' });
+        this.logger.log(
+          { resource: resourceOf(req), reason: err.message, ip: req.ip, ...requestIdOf(req) },
+          'authentication failed',
+        );
+      } else {
+        decisions().inc({ kind: credentialKind(req), outcome: 'unavailable' });
       }
-      return principalFor('service', tenant, 'executor', 'service');
+      throw err;
     }
-    throw new DomainError('Unauthorized', 'invalid credentials');
   }
+}
+
+function resourceOf(req: Request): string {
+  return `${req.method} ${req.path}`;
+}
+
+function requestIdOf(req: Request): { requestId?: string } {
+  const id = (req as { id?: unknown }).id;
+  return typeof id === 'string' || typeof id === 'number' ? { requestId: String(id) } : {};
+}
+
+function credentialKind(req: Request): string {
+  if (req.headers['x-api-key'] !== undefined) return 'api-key';
+  return req.headers.authorization === undefined ? 'none' : 'bearer';
 }

@@ -67,3 +67,15 @@ export {
   type NatsModuleOptions,
 } from './nest/nats.module';
 export { RedisModule, REDIS, type RedisModuleOptions } from './nest/redis.module';
+export {
+  copyToDeadLetterStream,
+  replayDeadLetter,
+  headersToRecord,
+  deadLetterCopyMsgId,
+  replayMsgId,
+  REPLAY_EXTENSION,
+  REPLAY_HEADER,
+  type DeadMessage,
+  type StoredHeaders,
+} from './jetstream/dead-letter-replay';
+export { BoundedPool } from './transport/bounded-pool';

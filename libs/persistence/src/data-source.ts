@@ -8,10 +8,19 @@ import { TerminationRecord } from './entities/termination-record.entity';
 import { InitialSchema1763776800000 } from './migrations/1763776800000-initial-schema';
 import { GatewayRunIndexes1763776900000 } from './migrations/1763776900000-gateway-run-indexes';
 import { ExecutorRunLease1763777000000 } from './migrations/1763777000000-executor-run-lease';
+import { MeteringUsageQuotas1763777200000 } from './migrations/1763777200000-metering-usage-quotas';
+import { UsageRecordRow } from './entities/usage-record.entity';
+import { UsageDaily } from './entities/usage-daily.entity';
+import { TenantQuota } from './entities/tenant-quota.entity';
+import { AuthApiKeysAuditLog1763777100000 } from './migrations/1763777100000-auth-api-keys-audit-log';
+import { ApiKey } from './entities/api-key.entity';
+import { AuditLogEntry } from './entities/audit-log-entry.entity';
+import { DeadLetter } from './entities/dead-letter.entity';
+import { DlqDeadLetters1763777300000 } from './migrations/1763777300000-dlq-dead-letters';
 
-export const ENTITIES = [GatewayRun, OutboxMessage, ExecutorRun, Checkpoint, AgentRegistration, TerminationRecord];
+export const ENTITIES = [GatewayRun, OutboxMessage, ExecutorRun, Checkpoint, AgentRegistration, TerminationRecord, ApiKey, AuditLogEntry, UsageRecordRow, UsageDaily, TenantQuota, DeadLetter];
 /** Every migration, in order. Committed and reviewed; never generated at run time. */
-export const MIGRATIONS = [InitialSchema1763776800000, GatewayRunIndexes1763776900000, ExecutorRunLease1763777000000];
+export const MIGRATIONS = [InitialSchema1763776800000, GatewayRunIndexes1763776900000, ExecutorRunLease1763777000000, AuthApiKeysAuditLog1763777100000, MeteringUsageQuotas1763777200000, DlqDeadLetters1763777300000];
 
 export interface DataSourceConfig {
   /** postgres:// URL (DATABASE_URL). */

@@ -2,10 +2,12 @@ import { type DynamicModule, Global, Inject, Module, type OnApplicationShutdown 
 import { DataSource } from 'typeorm';
 import { HealthRegistry } from '@aob/observability';
 import { createDataSource, type DataSourceConfig } from './data-source';
+import { TerminationRepository } from './termination.repository';
 
 /**
- * Provides one initialised TypeORM `DataSource` (inject `DataSource`), registers the `postgres`
- * readiness check and closes the pool on shutdown.
+ * Provides one initialised TypeORM `DataSource` (inject `DataSource`) and the
+ * `TerminationRepository` every consumer records into, registers the `postgres` readiness check
+ * and closes the pool on shutdown.
  */
 @Global()
 @Module({})
@@ -28,8 +30,13 @@ export class DatabaseModule implements OnApplicationShutdown {
             return ds;
           },
         },
+        {
+          provide: TerminationRepository,
+          inject: [DataSource],
+          useFactory: (ds: DataSource) => new TerminationRepository(ds),
+        },
       ],
-      exports: [DataSource],
+      exports: [DataSource, TerminationRepository],
     };
   }
 

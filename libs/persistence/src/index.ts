@@ -9,3 +9,19 @@ export { TerminationRepository, type TerminationInput } from './termination.repo
 export { TerminationRecord } from './entities/termination-record.entity';
 export { DataSource, type EntityManager, type Repository } from 'typeorm';
 export { DatabaseModule } from './database.module';
+export { ApiKey } from './entities/api-key.entity';
+export { AuditLogEntry } from './entities/audit-log-entry.entity';
+export { UsageRecordRow } from './entities/usage-record.entity';
+export { UsageDaily } from './entities/usage-daily.entity';
+export { TenantQuota } from './entities/tenant-quota.entity';
+export { DeadLetter, DEAD_LETTER_STATUSES, type DeadLetterStatus } from './entities/dead-letter.entity';
+export {
+  DeadLetterRepository,
+  type DeadLetterScope,
+  type DeadLetterRecord,
+  type NewDeadLetter,
+  type FailedReplay,
+  type DeadLetterFilter,
+  type DeadLetterListQuery,
+  type ReplayPublisher,
+} from './dead-letter.repository';

@@ -1,17 +1,18 @@
 import type { DataSource } from 'typeorm';
 import { TerminationRecord } from './entities/termination-record.entity';
 
+/** Shaped like the JetStream transport's TerminationInfo, so `onTerminate` can pass it as is. */
 export interface TerminationInput {
   stream: string;
-  consumer: string;
+  durable: string;
   streamSeq: number;
-  subject: string;
+  natsSubject: string;
   eventId?: string;
   eventType?: string;
   tenantId?: string;
   code: string;
   reason: string;
-  deliveries: number;
+  deliveryCount: number;
 }
 
 /** Records why a consumer terminated a message (the server drops term reasons before 2.10.4). */
@@ -25,15 +26,15 @@ export class TerminationRepository {
       .into(TerminationRecord)
       .values({
         stream: t.stream,
-        consumer: t.consumer,
+        consumer: t.durable,
         streamSeq: String(t.streamSeq),
-        subject: t.subject,
+        subject: t.natsSubject,
         eventId: t.eventId ?? null,
         eventType: t.eventType ?? null,
         tenantId: t.tenantId ?? null,
         code: t.code,
         reason: t.reason.slice(0, 4_000),
-        deliveries: t.deliveries,
+        deliveries: t.deliveryCount,
       })
       .orIgnore()
       .execute();

@@ -10,6 +10,7 @@ import {
   tenantIdSchema,
   usageSchema,
 } from '@aob/events';
+import { apiKeyCreateRequestSchema, PERMISSIONS, ROLES } from '@aob/auth';
 import { RUN_STATUSES } from '@aob/persistence';
 
 /**
@@ -116,38 +117,50 @@ export const quotasSchema = quotaLimitsSchema.extend({
   remaining: z.object({ requests: z.number(), tokens: z.number(), budgetUsd: z.number() }),
 });
 
-const roleSchema = z.enum(['admin', 'developer', 'executor', 'viewer']);
-export const apiKeyCreateSchema = z.object({
-  name: z.string().min(1).max(200),
-  role: roleSchema,
-  scopes: z.array(z.string()).optional(),
-  expiresAt: isoDateTime.optional(),
-});
+/** The request body is the schema libs/auth validates with. */
+export const apiKeyCreateSchema = apiKeyCreateRequestSchema;
 export const apiKeySchema = z.object({
-  id: z.string(),
+  id: z.uuid(),
+  tenantId: tenantIdSchema,
   name: z.string(),
-  role: roleSchema,
-  scopes: z.array(z.string()).optional(),
+  prefix: z.string().describe('the visible part of the key: aob_<prefix>_...'),
+  role: z.enum(ROLES),
+  scopes: z.array(z.enum(PERMISSIONS)).optional(),
   expiresAt: isoDateTime.optional(),
+  createdAt: isoDateTime,
+  createdBy: z.string().describe('subject of the creator'),
+  lastUsedAt: isoDateTime.optional().describe('updated at most once a minute'),
 });
-export const apiKeyCreatedSchema = apiKeySchema.extend({ key: z.string().describe('shown once') });
+export const apiKeyCreatedSchema = apiKeySchema.extend({
+  key: z.string().describe('aob_<prefix>_<secret>: shown once, never again'),
+});
 export const apiKeyListSchema = listOf(apiKeySchema);
 
 export const deadLetterSchema = z.object({
   id: z.string(),
-  tenantId: tenantIdSchema,
-  subject: z.string(),
-  eventId: z.string(),
-  type: z.string(),
+  tenantId: tenantIdSchema
+    .nullable()
+    .describe('null when the message named no tenant (not a CloudEvent): platform admins only'),
+  subject: z.string().describe('the original NATS subject'),
+  eventId: z.string().nullable().describe('CloudEvent id; null when not a CloudEvent'),
+  type: z.string().nullable().describe('CloudEvent type; null when not a CloudEvent'),
   reason: z.string(),
+  code: z.string().optional().describe('the failure code the consumer recorded'),
   deliveries: z.number().int().nonnegative(),
   replays: z.number().int().nonnegative(),
   status: z.enum(['quarantined', 'parked', 'replayed', 'discarded']),
   firstFailedAt: isoDateTime,
   lastFailedAt: isoDateTime,
   quarantineUntil: isoDateTime.optional(),
+  lastReplayedAt: isoDateTime.optional(),
 });
 export const deadLetterListSchema = listOf(deadLetterSchema);
+export const deadLetterReplayFilterSchema = z.object({
+  status: z.enum(['quarantined', 'parked', 'replayed', 'discarded']).optional(),
+  subject: z.string().optional(),
+  ids: z.array(z.uuid()).min(1).max(1_000).optional(),
+});
+export const deadLetterReplayResultSchema = z.object({ replayed: z.number().int().nonnegative() });
 
 /** Component name -> schema. Order is the order in the document. */
 export const API_SCHEMAS = {
@@ -176,6 +189,8 @@ export const API_SCHEMAS = {
   ApiKeyList: apiKeyListSchema,
   DeadLetter: deadLetterSchema,
   DeadLetterList: deadLetterListSchema,
+  DeadLetterReplayFilter: deadLetterReplayFilterSchema,
+  DeadLetterReplayResult: deadLetterReplayResultSchema,
 } as const;
 
 export type ApiSchemaName = keyof typeof API_SCHEMAS;

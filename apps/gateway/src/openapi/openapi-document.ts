@@ -268,40 +268,75 @@ function paths(): OpenApiDocument['paths'] {
       post: op({
         operationId: 'createApiKey',
         summary: 'Create an API key (the key is shown once)',
+        description:
+          "The key belongs to the caller's tenant (a platform admin, admin of tenant `*`, may name another). " +
+          'A key never gets a permission its creator lacks: its role, narrowed by `scopes`, must be within the caller’s permissions. ' +
+          'Use it as `X-API-Key: <key>` or `Authorization: Bearer <key>`.',
         permission: 'keys:manage',
-        planned: true,
         tags: ['api-keys'],
         requestBody: {
           required: true,
           content: { 'application/json': { schema: ref('ApiKeyCreate') } },
         },
         responses: {
-          '201': jsonBody('ApiKeyCreated', 'created'),
-          '400': problem('invalid body'),
-          ...COMMON_ERRORS,
+          '201': {
+            ...jsonBody('ApiKeyCreated', 'created (Cache-Control: no-store)'),
+            headers: {
+              Location: { description: '/v1/api-keys/{id}', schema: { type: 'string' } },
+            },
+          },
+          '400': problem('invalid body, or expiresAt not in the future'),
+          '401': COMMON_ERRORS['401'],
+          '403': problem(
+            'the caller lacks keys:manage, or a permission the key would get (named in `permission`), or names another tenant without being a platform admin',
+          ),
         },
       }),
       get: op({
         operationId: 'listApiKeys',
-        summary: "The tenant's API keys (without the keys)",
+        summary: "The tenant's live API keys, newest first (never the keys themselves)",
         permission: 'keys:manage',
-        planned: true,
         tags: ['api-keys'],
-        responses: { '200': jsonBody('ApiKeyList', 'keys'), ...COMMON_ERRORS },
+        parameters: [
+          {
+            name: 'tenantId',
+            in: 'query',
+            description: "platform admins only: one tenant's keys (default: every tenant)",
+            schema: { type: 'string' },
+          },
+          limitParam,
+          cursorParam,
+        ],
+        responses: {
+          '200': jsonBody('ApiKeyList', 'one page'),
+          '400': problem('invalid query'),
+          ...COMMON_ERRORS,
+        },
       }),
     },
     '/v1/api-keys/{id}': {
       delete: op({
         operationId: 'deleteApiKey',
         summary: 'Revoke an API key',
+        description:
+          'Takes effect at once on the gateway process that answers; other processes stop accepting the key ' +
+          'within their verified-key cache time (API_KEY_CACHE_MS, default 30 s).',
         permission: 'keys:manage',
-        planned: true,
         tags: ['api-keys'],
-        parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }],
+        parameters: [
+          {
+            name: 'id',
+            in: 'path',
+            required: true,
+            description: 'key id',
+            schema: { type: 'string', format: 'uuid' },
+          },
+        ],
         responses: {
           '204': { description: 'revoked' },
+          '400': problem('invalid id'),
           ...COMMON_ERRORS,
-          '404': problem('no such key in this tenant'),
+          '404': problem('no such key in this tenant (or already revoked)'),
         },
       }),
     },
@@ -310,10 +345,46 @@ function paths(): OpenApiDocument['paths'] {
         operationId: 'listDeadLetters',
         summary: "The tenant's dead letters (admin of tenant `*`: all)",
         permission: 'dlq:manage',
-        planned: true,
         tags: ['dlq'],
-        parameters: [limitParam, cursorParam],
-        responses: { '200': jsonBody('DeadLetterList', 'one page'), ...COMMON_ERRORS },
+        parameters: [
+          {
+            name: 'status',
+            in: 'query',
+            schema: { type: 'string', enum: ['quarantined', 'parked', 'replayed', 'discarded'] },
+          },
+          {
+            name: 'subject',
+            in: 'query',
+            description: 'the original NATS subject',
+            schema: { type: 'string' },
+          },
+          limitParam,
+          cursorParam,
+        ],
+        responses: {
+          '200': jsonBody('DeadLetterList', 'one page'),
+          '400': problem('invalid filter'),
+          ...COMMON_ERRORS,
+        },
+      }),
+    },
+    '/v1/dlq/replay': {
+      post: op({
+        operationId: 'replayDeadLetters',
+        summary:
+          'Replay every dead letter matching a filter (not discarded; at most 1000 per call)',
+        permission: 'dlq:manage',
+        tags: ['dlq'],
+        requestBody: {
+          required: true,
+          content: { 'application/json': { schema: ref('DeadLetterReplayFilter') } },
+        },
+        responses: {
+          '202': jsonBody('DeadLetterReplayResult', 'how many were replayed'),
+          '400': problem('invalid body'),
+          ...COMMON_ERRORS,
+          '503': problem('JetStream unavailable: the rest were not replayed'),
+        },
       }),
     },
     '/v1/dlq/{id}': {
@@ -321,7 +392,6 @@ function paths(): OpenApiDocument['paths'] {
         operationId: 'getDeadLetter',
         summary: 'One dead letter',
         permission: 'dlq:manage',
-        planned: true,
         tags: ['dlq'],
         parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }],
         responses: {
@@ -334,7 +404,6 @@ function paths(): OpenApiDocument['paths'] {
         operationId: 'discardDeadLetter',
         summary: 'Discard a dead letter',
         permission: 'dlq:manage',
-        planned: true,
         tags: ['dlq'],
         parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }],
         responses: {
@@ -349,13 +418,17 @@ function paths(): OpenApiDocument['paths'] {
         operationId: 'replayDeadLetter',
         summary: 'Publish a dead letter again to its original subject',
         permission: 'dlq:manage',
-        planned: true,
         tags: ['dlq'],
         parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }],
         responses: {
-          '202': jsonBody('DeadLetter', 'replayed'),
+          '202': jsonBody(
+            'DeadLetter',
+            'replayed: republished with the same CloudEvent id, a fresh Nats-Msg-Id and `ce-aobreplay`',
+          ),
           ...COMMON_ERRORS,
           '404': problem('not found'),
+          '409': problem('discarded, or its original payload was gone when captured'),
+          '503': problem('JetStream unavailable'),
         },
       }),
     },

@@ -18,6 +18,7 @@ import { requestHash } from '../common/canonical-json';
 import { ProblemException } from '../common/problem.exception';
 import { invalid, parseOrThrow } from '../common/validation';
 import { AgentRegistry } from '../agents/agent-registry';
+import { QuotaAdmissionService } from '../quotas/quota-admission.service';
 import { OutboxRelay } from '../outbox/outbox-relay';
 import type { RunRecord } from './run-record';
 import { RunRepository } from './run.repository';
@@ -34,6 +35,8 @@ export interface SubmitResult {
   status: 'queued';
   /** True when this answers a repeated Idempotency-Key (nothing new was queued). */
   replayed: boolean;
+  /** RateLimit-Policy / RateLimit headers of the quota check, for the answer. */
+  rateLimitHeaders: Record<string, string>;
 }
 
 const submittedCounter = () =>
@@ -64,6 +67,7 @@ export class RunSubmissionService {
     private readonly agents: AgentRegistry,
     private readonly relay: OutboxRelay,
     private readonly runStream: RunEventStream,
+    private readonly quotas: QuotaAdmissionService,
   ) {}
 
   async submit(
@@ -73,12 +77,14 @@ export class RunSubmissionService {
   ): Promise<SubmitResult> {
     const request = parseOrThrow(executeRequestSchema, body, 'request body');
     const tenantId = principal.tenantId;
+    // Admission: request bucket and monthly budget; throws 429/402 (QuotaRejectedException).
+    const rateLimitHeaders = await this.quotas.admit(tenantId);
     const hash = requestHash(body);
     const key = opts.idempotencyKey;
 
     if (key !== undefined) {
       const previous = await this.runs.findByIdempotencyKey(tenantId, key);
-      if (previous) return this.replay(previous, hash);
+      if (previous) return { ...this.replay(previous, hash), rateLimitHeaders };
     }
 
     const agent = await this.agents.find(request.agent);
@@ -122,7 +128,7 @@ export class RunSubmissionService {
       if (result.conflict === 'idempotency-key' && key !== undefined) {
         // A concurrent request with the same key won the race: answer as its replay.
         const winner = await this.runs.findByIdempotencyKey(tenantId, key);
-        if (winner) return this.replay(winner, hash);
+        if (winner) return { ...this.replay(winner, hash), rateLimitHeaders };
       }
       this.submitted.inc({ outcome: 'conflict' });
       throw new DomainError('Conflict', `run ${runId} already exists`, { details: { runId } });
@@ -137,10 +143,10 @@ export class RunSubmissionService {
         this.log.warn(`run stream append for ${runId} failed (the run goes on): ${err.message}`);
       });
     this.relay.kick();
-    return { runId, status: 'queued', replayed: false };
+    return { runId, status: 'queued', replayed: false, rateLimitHeaders };
   }
 
-  private replay(previous: RunRecord, hash: string): SubmitResult {
+  private replay(previous: RunRecord, hash: string): Omit<SubmitResult, 'rateLimitHeaders'> {
     if (previous.requestHash !== hash) {
       this.submitted.inc({ outcome: 'idempotency-mismatch' });
       throw new ProblemException(

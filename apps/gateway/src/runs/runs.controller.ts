@@ -13,6 +13,7 @@ import {
 import type { Response } from 'express';
 import { CurrentPrincipal, RequirePermission, type Principal } from '@aob/auth';
 import { ProblemException, ProblemExceptionFilter } from '../common/problem.exception';
+import { QuotaRejectedFilter } from '../quotas/quota-rejected.exception';
 import { runListQuerySchema } from '../common/list-query';
 import { validTraceparent } from '../common/traceparent';
 import { parseOrThrow } from '../common/validation';
@@ -22,7 +23,7 @@ import type { RunView } from './run-record';
 import { RunSubmissionService } from './run-submission.service';
 
 @Controller('v1/runs')
-@UseFilters(ProblemExceptionFilter)
+@UseFilters(ProblemExceptionFilter, QuotaRejectedFilter)
 export class RunsController {
   constructor(
     private readonly submission: RunSubmissionService,
@@ -47,6 +48,7 @@ export class RunsController {
         ? {}
         : { traceparent: validTraceparent(traceparent) }),
     });
+    for (const [name, value] of Object.entries(result.rateLimitHeaders)) res.setHeader(name, value);
     res.setHeader('Location', `/v1/runs/${encodeURIComponent(result.runId)}`);
     return { runId: result.runId, status: result.status };
   }

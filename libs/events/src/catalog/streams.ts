@@ -42,6 +42,20 @@ export const STREAMS = {
     duplicateWindowMs: 120_000,
     storage: 'file',
   },
+  /**
+   * The server's dead-message advisories, kept: core-NATS advisories are at-most-once, so the
+   * dlq-replayer reads them from here and misses none while it is down (NOTES-nats.md).
+   */
+  AOB_ADVISORIES: {
+    name: 'AOB_ADVISORIES',
+    subjects: [
+      '$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>',
+      '$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.>',
+    ],
+    maxAgeMs: 30 * DAY,
+    duplicateWindowMs: 120_000,
+    storage: 'file',
+  },
 } as const satisfies Record<string, StreamSpec>;
 
 export type StreamName = keyof typeof STREAMS;
@@ -88,6 +102,19 @@ export const CONSUMERS = {
     ackWaitMs: 30_000,
     maxDeliver: 20,
     maxAckPending: 20_000,
+    retryBaseMs: 500,
+    retryMaxMs: 30_000,
+  },
+  /**
+   * The dlq-replayer's capture of dead-message advisories. Unlimited deliveries: a capture that
+   * keeps failing (Postgres down) is retried, never dead-lettered itself.
+   */
+  dlqReplayer: {
+    stream: 'AOB_ADVISORIES',
+    durable: 'dlq-replayer',
+    ackWaitMs: 30_000,
+    maxDeliver: -1,
+    maxAckPending: 1_000,
     retryBaseMs: 500,
     retryMaxMs: 30_000,
   },

@@ -14,16 +14,22 @@ describe('migrate', () => {
     await c.connect();
     const { rows } = await c.query<{ t: string }>(
       `SELECT table_schema || '.' || table_name AS t FROM information_schema.tables
-        WHERE table_schema IN ('gateway','executor','dlq','metering') ORDER BY 1`,
+        WHERE table_schema IN ('gateway','executor','dlq','metering','auth') ORDER BY 1`,
     );
     await c.end();
     expect(rows.map((r) => r.t)).toEqual([
+      'auth.api_keys',
+      'auth.audit_log',
+      'dlq.dead_letters',
       'dlq.terminations',
       'executor.agents',
       'executor.checkpoints',
       'executor.runs',
       'gateway.outbox',
       'gateway.runs',
+      'metering.tenant_quotas',
+      'metering.usage_daily',
+      'metering.usage_records',
     ]);
   });
 

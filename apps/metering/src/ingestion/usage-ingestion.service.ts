@@ -1,0 +1,130 @@
+import { Inject, Injectable, Logger, type OnApplicationShutdown } from '@nestjs/common';
+import { DomainError } from '@aob/errors';
+import type { InboundEvent, UsageRecord } from '@aob/events';
+import { counter, histogram } from '@aob/observability';
+import { METERING_CONFIG, type MeteringConfig } from '../config';
+import { SpendTracker } from '../quotas/spend-tracker';
+import { MicroBatcher } from './micro-batcher';
+import type { CommittedSpend, UsageEntry } from './usage-entry';
+import { UsageRecordRepository } from './usage-record.repository';
+
+/** One entry's fate in its batch: stored (or already stored), or rejected for its own content. */
+type EntryOutcome = { ok: true } | { ok: false; error: DomainError };
+
+const eventsCounter = () =>
+  counter({
+    name: 'aob_metering_usage_events_total',
+    help: 'Usage events by outcome',
+    labelNames: ['outcome'] as const,
+  });
+const batchSeconds = () =>
+  histogram({
+    name: 'aob_metering_batch_seconds',
+    help: 'Time to write one batch (one transaction)',
+    buckets: [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+  });
+const batchSize = () =>
+  histogram({
+    name: 'aob_metering_batch_size',
+    help: 'Usage events per batch',
+    buckets: [1, 10, 50, 100, 250, 500, 1000, 2500],
+  });
+
+/**
+ * Usage ingestion: each handler call adds its event to a micro-batch and returns once the batch
+ * is committed (so the message is acked only after its effect is durable). Idempotent on the
+ * CloudEvent (source, id) through the raw records' primary key.
+ */
+@Injectable()
+export class UsageIngestionService implements OnApplicationShutdown {
+  private readonly log = new Logger(UsageIngestionService.name);
+  private readonly events = eventsCounter();
+  private readonly seconds = batchSeconds();
+  private readonly sizes = batchSize();
+  private readonly batcher: MicroBatcher<UsageEntry, EntryOutcome>;
+
+  constructor(
+    private readonly records: UsageRecordRepository,
+    private readonly spend: SpendTracker,
+    @Inject(METERING_CONFIG) config: MeteringConfig,
+  ) {
+    this.batcher = new MicroBatcher({
+      maxSize: config.METERING_BATCH_SIZE,
+      maxWaitMs: config.METERING_BATCH_WAIT_MS,
+      maxConcurrentFlushes: config.METERING_BATCH_WRITERS,
+      flush: (entries) => this.write(entries),
+    });
+  }
+
+  /** Resolves once the event's batch is committed; throws to have it redelivered or terminated. */
+  async ingest(e: InboundEvent<UsageRecord>): Promise<void> {
+    if (e.tenantId !== undefined && e.tenantId !== e.data.tenantId) {
+      this.events.inc({ outcome: 'rejected' });
+      throw new DomainError(
+        'InvalidEvent',
+        `usage event ${e.id}: tenantid attribute "${e.tenantId}" differs from data.tenantId "${e.data.tenantId}"`,
+      );
+    }
+    const outcome = await this.batcher.add({ source: e.source, eventId: e.id, record: e.data });
+    if (!outcome.ok) throw outcome.error;
+  }
+
+  /** The transport has drained its handlers by now; write anything still buffered. */
+  async onApplicationShutdown(): Promise<void> {
+    await this.batcher.close();
+  }
+
+  private async write(entries: UsageEntry[]): Promise<EntryOutcome[]> {
+    const end = this.seconds.startTimer();
+    this.sizes.observe(entries.length);
+    try {
+      const committed = await this.records.insertBatch(entries);
+      this.account(entries.length, committed);
+      return entries.map(() => ({ ok: true }));
+    } catch (err) {
+      if (entries.length === 1 || !isDataError(err)) throw err;
+      // One entry's content broke the statement: write them one by one so only it is refused.
+      this.log.warn(
+        `batch of ${entries.length} failed on its content (${(err as Error).message}); writing entries one by one`,
+      );
+      const outcomes: EntryOutcome[] = [];
+      for (const entry of entries) outcomes.push(await this.writeOne(entry));
+      return outcomes;
+    } finally {
+      end();
+    }
+  }
+
+  private async writeOne(entry: UsageEntry): Promise<EntryOutcome> {
+    try {
+      this.account(1, await this.records.insertBatch([entry]));
+      return { ok: true };
+    } catch (err) {
+      if (!isDataError(err)) throw err;
+      this.events.inc({ outcome: 'rejected' });
+      return {
+        ok: false,
+        error: new DomainError(
+          'InvalidEvent',
+          `usage event ${entry.eventId} cannot be stored: ${(err as Error).message}`,
+        ),
+      };
+    }
+  }
+
+  private account(received: number, committed: CommittedSpend[]): void {
+    const stored = committed.reduce((n, c) => n + c.records, 0);
+    this.events.inc({ outcome: 'stored' }, stored);
+    if (received > stored) this.events.inc({ outcome: 'duplicate' }, received - stored);
+    // after the commit, never failing it: the counter resyncs from Postgres if this is lost
+    this.spend.add(committed);
+  }
+}
+
+/** SQLSTATE classes 22 (data exception) and 23 (integrity): the content is at fault, not the database. */
+function isDataError(err: unknown): boolean {
+  const code =
+    (err as { code?: unknown; driverError?: { code?: unknown } })?.driverError?.code ??
+    (err as { code?: unknown })?.code;
+  return typeof code === 'string' && (code.startsWith('22') || code.startsWith('23'));
+}
