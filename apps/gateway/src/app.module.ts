@@ -15,7 +15,12 @@ import {
 } from '@aob/events';
 import { bootstrapHttpApp, ObservabilityModule } from '@aob/observability';
 import { QuotaModule } from '@aob/quotas';
-import { DatabaseModule, DataSource, DeadLetterRepository, TerminationRepository } from '@aob/persistence';
+import {
+  DatabaseModule,
+  DataSource,
+  DeadLetterRepository,
+  TerminationRepository,
+} from '@aob/persistence';
 import { AgentRegistry } from './agents/agent-registry';
 import { AgentRepository } from './agents/agent.repository';
 import { AgentsController } from './agents/agents.controller';

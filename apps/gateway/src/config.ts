@@ -24,7 +24,7 @@ export const gatewayEnvSchema = baseEnvSchema.extend({
   /** Sent outbox rows are deleted after this many hours. */
   OUTBOX_RETENTION_HOURS: z.coerce.number().positive().default(24),
   /** The relay looks for unsent outbox rows at least this often (it is also kicked after each submission). */
-  OUTBOX_POLL_MS: durationMs(250),
+  OUTBOX_POLL_MS: durationMs(1_000),
   /** Rows the relay publishes per transaction. */
   OUTBOX_BATCH_SIZE: z.coerce.number().int().positive().max(10_000).default(200),
   /** Interval of SSE `: keep-alive` comments (proxies close idle streams). */

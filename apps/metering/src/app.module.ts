@@ -3,13 +3,7 @@ import type { NestExpressApplication } from '@nestjs/platform-express';
 import type { MicroserviceOptions } from '@nestjs/microservices';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { AuthModule } from '@aob/auth';
-import {
-  CONSUMERS,
-  JetStreamServer,
-  NATS_CONNECTION,
-  NatsModule,
-  RedisModule,
-} from '@aob/events';
+import { CONSUMERS, JetStreamServer, NATS_CONNECTION, NatsModule, RedisModule } from '@aob/events';
 import { bootstrapHttpApp, ObservabilityModule } from '@aob/observability';
 import { DatabaseModule, TerminationRepository } from '@aob/persistence';
 import { QuotaModule } from '@aob/quotas';

@@ -18,9 +18,29 @@ import { AuditLogEntry } from './entities/audit-log-entry.entity';
 import { DeadLetter } from './entities/dead-letter.entity';
 import { DlqDeadLetters1763777300000 } from './migrations/1763777300000-dlq-dead-letters';
 
-export const ENTITIES = [GatewayRun, OutboxMessage, ExecutorRun, Checkpoint, AgentRegistration, TerminationRecord, ApiKey, AuditLogEntry, UsageRecordRow, UsageDaily, TenantQuota, DeadLetter];
+export const ENTITIES = [
+  GatewayRun,
+  OutboxMessage,
+  ExecutorRun,
+  Checkpoint,
+  AgentRegistration,
+  TerminationRecord,
+  ApiKey,
+  AuditLogEntry,
+  UsageRecordRow,
+  UsageDaily,
+  TenantQuota,
+  DeadLetter,
+];
 /** Every migration, in order. Committed and reviewed; never generated at run time. */
-export const MIGRATIONS = [InitialSchema1763776800000, GatewayRunIndexes1763776900000, ExecutorRunLease1763777000000, AuthApiKeysAuditLog1763777100000, MeteringUsageQuotas1763777200000, DlqDeadLetters1763777300000];
+export const MIGRATIONS = [
+  InitialSchema1763776800000,
+  GatewayRunIndexes1763776900000,
+  ExecutorRunLease1763777000000,
+  AuthApiKeysAuditLog1763777100000,
+  MeteringUsageQuotas1763777200000,
+  DlqDeadLetters1763777300000,
+];
 
 export interface DataSourceConfig {
   /** postgres:// URL (DATABASE_URL). */

@@ -1,6 +1,23 @@
-export { createDataSource, dataSourceOptions, ENTITIES, MIGRATIONS, type DataSourceConfig } from './data-source';
-export { migrate, createDatabaseIfMissing, parseDatabaseUrl, quoteIdent, type MigrateResult } from './migrate';
-export { GatewayRun, RUN_STATUSES, TERMINAL_STATUSES, type RunStatus } from './entities/gateway-run.entity';
+export {
+  createDataSource,
+  dataSourceOptions,
+  ENTITIES,
+  MIGRATIONS,
+  type DataSourceConfig,
+} from './data-source';
+export {
+  migrate,
+  createDatabaseIfMissing,
+  parseDatabaseUrl,
+  quoteIdent,
+  type MigrateResult,
+} from './migrate';
+export {
+  GatewayRun,
+  RUN_STATUSES,
+  TERMINAL_STATUSES,
+  type RunStatus,
+} from './entities/gateway-run.entity';
 export { OutboxMessage } from './entities/outbox-message.entity';
 export { ExecutorRun, type ExecutorRunStatus } from './entities/executor-run.entity';
 export { Checkpoint } from './entities/checkpoint.entity';
@@ -14,7 +31,11 @@ export { AuditLogEntry } from './entities/audit-log-entry.entity';
 export { UsageRecordRow } from './entities/usage-record.entity';
 export { UsageDaily } from './entities/usage-daily.entity';
 export { TenantQuota } from './entities/tenant-quota.entity';
-export { DeadLetter, DEAD_LETTER_STATUSES, type DeadLetterStatus } from './entities/dead-letter.entity';
+export {
+  DeadLetter,
+  DEAD_LETTER_STATUSES,
+  type DeadLetterStatus,
+} from './entities/dead-letter.entity';
 export {
   DeadLetterRepository,
   type DeadLetterScope,

@@ -40,7 +40,13 @@ export class TerminationRepository {
       .execute();
   }
 
-  async find(stream: string, consumer: string, streamSeq: number): Promise<TerminationRecord | null> {
-    return this.ds.getRepository(TerminationRecord).findOneBy({ stream, consumer, streamSeq: String(streamSeq) });
+  async find(
+    stream: string,
+    consumer: string,
+    streamSeq: number,
+  ): Promise<TerminationRecord | null> {
+    return this.ds
+      .getRepository(TerminationRecord)
+      .findOneBy({ stream, consumer, streamSeq: String(streamSeq) });
   }
 }

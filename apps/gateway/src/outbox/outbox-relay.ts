@@ -10,6 +10,7 @@ import { headers as natsHeaders, type NatsConnection } from '@nats-io/nats-core'
 import { JETSTREAM, NATS_CONNECTION } from '@aob/events';
 import { counter, gauge } from '@aob/observability';
 import { GATEWAY_CONFIG, type GatewayConfig } from '../config';
+import { OutboxWakeup } from './outbox-wakeup';
 import {
   OutboxRepository,
   type PendingOutboxMessage,
@@ -31,8 +32,8 @@ const publishedCounter = () =>
   });
 
 /**
- * Publishes gateway.outbox rows to JetStream. Runs after each commit (kick), on a timer and at
- * start-up; several replicas can run at once (rows are claimed with FOR UPDATE SKIP LOCKED), and
+ * Publishes gateway.outbox rows to JetStream. Wakes on each commit (LISTEN/NOTIFY, any replica),
+ * on a slow safety-net timer and at start-up; several replicas can run at once (rows are claimed with FOR UPDATE SKIP LOCKED), and
  * JetStream de-duplicates a row published twice by its Nats-Msg-Id (the event id). When NATS is
  * down the rows stay and the relay backs off; a reconnect resumes it at once.
  */
@@ -49,15 +50,25 @@ export class OutboxRelay implements OnApplicationBootstrap, OnModuleDestroy {
   private pausedUntil = 0;
   private lastPrune = 0;
   private lastBacklog = 0;
+  private readonly wakeup: OutboxWakeup;
 
   constructor(
     private readonly outbox: OutboxRepository,
     @Inject(JETSTREAM) private readonly js: JetStreamClient,
     @Inject(NATS_CONNECTION) private readonly nc: NatsConnection,
     @Inject(GATEWAY_CONFIG) private readonly config: GatewayConfig,
-  ) {}
+  ) {
+    this.wakeup = new OutboxWakeup(
+      config.DATABASE_URL,
+      () => this.kick(),
+      (message) => this.log.warn(message),
+    );
+  }
 
   onApplicationBootstrap(): void {
+    // LISTEN/NOTIFY wakes the relay on every commit, on every replica; the poll is the safety net
+    // for a lost LISTEN connection and for backoff retries.
+    this.wakeup.start();
     this.timer = setInterval(() => this.tick(), Math.max(10, this.config.OUTBOX_POLL_MS));
     this.timer.unref();
     void this.watchConnection();
@@ -67,6 +78,7 @@ export class OutboxRelay implements OnApplicationBootstrap, OnModuleDestroy {
   async onModuleDestroy(): Promise<void> {
     this.stopped = true;
     clearInterval(this.timer);
+    await this.wakeup.stop();
     await this.draining;
   }
 

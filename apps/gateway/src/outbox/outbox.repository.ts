@@ -1,5 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { DataSource, type EntityManager } from '@aob/persistence';
+import { OUTBOX_CHANNEL } from './outbox-wakeup';
 
 export interface NewOutboxMessage {
   eventId: string;
@@ -22,10 +23,13 @@ export type PublishOutcome = { id: string; ok: true } | { id: string; ok: false;
 export class OutboxRepository {
   constructor(@Inject(DataSource) private readonly ds: DataSource) {}
 
-  /** Inside the caller's transaction. */
+  /** Inside the caller's transaction; the NOTIFY is delivered to every relay when it commits. */
   async insert(m: EntityManager, msg: NewOutboxMessage): Promise<void> {
     await m.query(
-      `INSERT INTO gateway.outbox (event_id, subject, headers, payload) VALUES ($1, $2, $3::jsonb, $4)`,
+      `WITH inserted AS (
+         INSERT INTO gateway.outbox (event_id, subject, headers, payload) VALUES ($1, $2, $3::jsonb, $4)
+       )
+       SELECT pg_notify('${OUTBOX_CHANNEL}', '')`,
       [msg.eventId, msg.subject, JSON.stringify(msg.headers), Buffer.from(msg.payload)],
     );
   }

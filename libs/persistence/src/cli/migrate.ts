@@ -7,7 +7,8 @@ migrate(url).then(
   (r) => {
     const db = new URL(url).pathname.slice(1);
     process.stdout.write(
-      JSON.stringify({ database: db, createdDatabase: r.createdDatabase, applied: r.applied }) + '\n',
+      JSON.stringify({ database: db, createdDatabase: r.createdDatabase, applied: r.applied }) +
+        '\n',
     );
   },
   (err: unknown) => {

@@ -8,6 +8,7 @@ export class AgentRegistration {
   /** JSON Schema (draft 2020-12) of the agent's `input`. */
   @Column({ name: 'input_schema', type: 'jsonb' }) inputSchema!: Record<string, unknown>;
   @Column({ type: 'text', default: '1' }) version!: string;
-  @Column({ name: 'registered_at', type: 'timestamptz', default: () => 'now()' }) registeredAt!: Date;
+  @Column({ name: 'registered_at', type: 'timestamptz', default: () => 'now()' })
+  registeredAt!: Date;
   @Column({ name: 'updated_at', type: 'timestamptz', default: () => 'now()' }) updatedAt!: Date;
 }

@@ -13,5 +13,6 @@ export class Checkpoint {
   @Column({ name: 'step_id', type: 'text', nullable: true }) stepId!: string | null;
   @Column({ type: 'jsonb', nullable: true }) state!: unknown;
   @Column({ type: 'jsonb', nullable: true }) output!: unknown;
-  @Column({ name: 'created_at', type: 'timestamptz', default: () => 'clock_timestamp()' }) createdAt!: Date;
+  @Column({ name: 'created_at', type: 'timestamptz', default: () => 'clock_timestamp()' })
+  createdAt!: Date;
 }

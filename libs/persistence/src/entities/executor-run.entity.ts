@@ -23,5 +23,6 @@ export class ExecutorRun {
   /** Who executes the run right now (one claim of one worker process); null when nobody does. */
   @Column({ name: 'lease_owner', type: 'text', nullable: true }) leaseOwner!: string | null;
   /** Until when that claim holds unless renewed; a later delivery may take the run over after it. */
-  @Column({ name: 'lease_expires_at', type: 'timestamptz', nullable: true }) leaseExpiresAt!: Date | null;
+  @Column({ name: 'lease_expires_at', type: 'timestamptz', nullable: true })
+  leaseExpiresAt!: Date | null;
 }

@@ -7,7 +7,10 @@ export const TERMINAL_STATUSES: readonly RunStatus[] = ['completed', 'failed', '
 /** The gateway's view of a run: written at submission, then projected from status events. */
 @Entity({ schema: 'gateway', name: 'runs' })
 @Index('runs_tenant_created_idx', ['tenantId', 'createdAt', 'runId'])
-@Index('runs_tenant_idempotency_key_uq', ['tenantId', 'idempotencyKey'], { unique: true, where: 'idempotency_key IS NOT NULL' })
+@Index('runs_tenant_idempotency_key_uq', ['tenantId', 'idempotencyKey'], {
+  unique: true,
+  where: 'idempotency_key IS NOT NULL',
+})
 export class GatewayRun {
   @PrimaryColumn({ name: 'run_id', type: 'text' }) runId!: string;
   @Column({ name: 'tenant_id', type: 'text' }) tenantId!: string;

@@ -28,7 +28,9 @@ export class InitialSchema1763776800000 implements MigrationInterface {
         created_at timestamptz NOT NULL DEFAULT now(),
         updated_at timestamptz NOT NULL DEFAULT now()
       )`);
-    await q.query(`CREATE INDEX runs_tenant_created_idx ON gateway.runs (tenant_id, created_at DESC, run_id DESC)`);
+    await q.query(
+      `CREATE INDEX runs_tenant_created_idx ON gateway.runs (tenant_id, created_at DESC, run_id DESC)`,
+    );
     await q.query(
       `CREATE UNIQUE INDEX runs_tenant_idempotency_key_uq ON gateway.runs (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL`,
     );
@@ -63,7 +65,9 @@ export class InitialSchema1763776800000 implements MigrationInterface {
         finished_at timestamptz,
         updated_at timestamptz NOT NULL DEFAULT now()
       )`);
-    await q.query(`CREATE INDEX executor_runs_tenant_idx ON executor.runs (tenant_id, started_at DESC)`);
+    await q.query(
+      `CREATE INDEX executor_runs_tenant_idx ON executor.runs (tenant_id, started_at DESC)`,
+    );
     await q.query(`
       CREATE TABLE executor.checkpoints (
         checkpoint_id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -76,8 +80,12 @@ export class InitialSchema1763776800000 implements MigrationInterface {
         output jsonb,
         created_at timestamptz NOT NULL DEFAULT clock_timestamp()
       )`);
-    await q.query(`CREATE UNIQUE INDEX checkpoints_run_step_uq ON executor.checkpoints (run_id, step)`);
-    await q.query(`CREATE INDEX checkpoints_thread_idx ON executor.checkpoints (tenant_id, thread_id, created_at DESC)`);
+    await q.query(
+      `CREATE UNIQUE INDEX checkpoints_run_step_uq ON executor.checkpoints (run_id, step)`,
+    );
+    await q.query(
+      `CREATE INDEX checkpoints_thread_idx ON executor.checkpoints (tenant_id, thread_id, created_at DESC)`,
+    );
 
     await q.query(`
       CREATE TABLE executor.agents (
