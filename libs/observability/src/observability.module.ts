@@ -43,6 +43,8 @@ export class ObservabilityModule {
                 method: req.method,
                 url: req.url,
               }),
+              // status only: response headers are noise in every line and may carry cookies
+              res: (res: { statusCode: unknown }) => ({ statusCode: res.statusCode }),
             },
           },
         }),

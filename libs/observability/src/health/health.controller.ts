@@ -20,13 +20,11 @@ export class HealthController {
   @Get('readyz')
   async readyz(@Res() res: Response) {
     const report = await this.health.report();
-    res
-      .status(report.ready ? 200 : 503)
-      .json({
-        status: report.ready ? 'ready' : 'not ready',
-        down: report.down,
-        checks: report.checks,
-      });
+    res.status(report.ready ? 200 : 503).json({
+      status: report.ready ? 'ready' : 'not ready',
+      down: report.down,
+      checks: report.checks,
+    });
   }
 
   @Get('metrics')
