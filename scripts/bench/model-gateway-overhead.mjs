@@ -2,8 +2,10 @@
 //
 // A fake OpenAI-compatible upstream (node:http, in this process, answering at once) is called
 // twice with the same keep-alive HTTP client: directly, and through the model gateway (a real
-// child process, `node apps/model-gateway/dist/main.js`, with auth on — the bootstrap admin key —
-// and metering on — a usage event per request to a private nats-server). Added latency =
+// child process, `node apps/model-gateway/dist/main.js`, with auth on — the bootstrap admin key,
+// a fresh Postgres database for stored keys and the audit log —, tenant quotas on — every request
+// checked and settled in Redis (own key prefix) against limits high enough never to refuse — and
+// metering on — a usage event per request to a private nats-server). Added latency =
 // percentile through the gateway − the same percentile direct, per mode and concurrency:
 //   batch  — non-streamed completion, time to the whole answer;
 //   stream — streamed completion, time to the first content token.
@@ -171,8 +173,17 @@ function pct(values, p) {
 const r3 = (x) => Math.round(x * 1000) / 1000;
 const summary = (v) => ({ p50: r3(pct(v, 50)), p99: r3(pct(v, 99)) });
 
+/** Limits that are checked (and metered) on every request but never refuse the bench's load. */
+const QUOTAS_ON = {
+  QUOTA_DEFAULT_RPS: '1000000',
+  QUOTA_DEFAULT_BURST: '1000000',
+  QUOTA_DEFAULT_TPM: '1000000000',
+  QUOTA_DEFAULT_MONTHLY_BUDGET_USD: '1000000',
+};
+
 export async function run() {
   const nats = await testing.startNatsServer();
+  const db = await testing.createTestDatabase('aob_bench_mgw');
   const upstream = await startUpstream();
   const dir = mkdtempSync(path.join(tmpdir(), 'aob-bench-gw-'));
   const catalog = path.join(dir, 'catalog.json');
@@ -196,6 +207,10 @@ export async function run() {
   );
   const gateway = await startGateway({
     NATS_URL: nats.url,
+    DATABASE_URL: db.url,
+    REDIS_URL: testing.testRedisUrl(),
+    QUOTA_KEY_PREFIX: testing.uniqueKeyPrefix('bench-mgw'),
+    ...QUOTAS_ON,
     AOB_BOOTSTRAP_ADMIN_KEY: ADMIN_KEY,
     MODEL_CATALOG: catalog,
     BENCH_UPSTREAM_KEY: UPSTREAM_KEY,
@@ -255,7 +270,7 @@ export async function run() {
     return {
       goal: { addedP50MsBelow: GOAL.addedP50Ms, addedP99MsBelow: GOAL.addedP99Ms },
       setup:
-        'fake OpenAI upstream answering at once; same undici keep-alive client direct and via gateway; gateway with auth (admin key), metering (usage events to a private nats-server), breaker/bulkhead/timeout/retry policies, health probes',
+        'fake OpenAI upstream answering at once; same undici keep-alive client direct and via gateway; gateway with auth (admin key; Postgres for stored keys and audit), tenant quotas (request bucket, tokens-per-minute reserve/settle and monthly budget in Redis, never refusing), metering (usage events to a private nats-server), breaker/bulkhead/timeout/retry policies, health probes',
       results,
       metering: { gatewayRequests, usageEvents },
     };
@@ -266,6 +281,7 @@ export async function run() {
     upstream.server.closeAllConnections();
     upstream.server.close();
     await nats.stop();
+    await db.drop();
     rmSync(dir, { recursive: true, force: true });
   }
 }

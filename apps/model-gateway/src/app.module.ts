@@ -6,9 +6,11 @@ import {
   type OnApplicationShutdown,
 } from '@nestjs/common';
 import { APP_FILTER } from '@nestjs/core';
-import { AuthModule } from '@aob/auth';
+import { AuthModule, authOptionsFromEnv } from '@aob/auth';
 import { EventPublisher, NatsModule } from '@aob/events';
 import { ObservabilityModule } from '@aob/observability';
+import { DatabaseModule } from '@aob/persistence';
+import { ModelQuotaGuard, QuotaLimiter, QuotaModule } from '@aob/quotas';
 import { DEFAULT_CATALOG_PATH, loadCatalog } from './catalog/catalog-loader';
 import type { Catalog } from './catalog/catalog.schema';
 import { ChatCompletionsController } from './chat/chat-completions.controller';
@@ -18,7 +20,8 @@ import type { ModelGatewayConfig } from './config';
 import { ModelGatewayMetrics } from './metrics/model-gateway.metrics';
 import { RequestMetricsMiddleware } from './metrics/request-metrics.middleware';
 import { OpenAiExceptionFilter } from './openai/openai-exception.filter';
-import { ProviderRegistry } from './providers/provider-registry';
+import { DEFAULT_MAX_OUTPUT_TOKENS, ProviderRegistry } from './providers/provider-registry';
+import { ModelQuotaService } from './quotas/model-quota.service';
 import { UpstreamHttpClient } from './providers/upstream-http-client';
 import { DeploymentHealthRegistry } from './resilience/deployment-health';
 import { HealthProber } from './resilience/health-prober';
@@ -58,13 +61,16 @@ export class AppModule implements NestModule {
       module: AppModule,
       imports: [
         ObservabilityModule.forRoot({ app: APP_NAME, logLevel: config.LOG_LEVEL }),
-        AuthModule.forRoot({
-          bootstrapAdminKey: config.AOB_BOOTSTRAP_ADMIN_KEY,
-          bootstrapTenant: config.AOB_BOOTSTRAP_TENANT,
-          serviceKey: config.AOB_SERVICE_KEY,
+        // stored API keys, the audit log and tenant quota overrides live in Postgres
+        DatabaseModule.forRoot({
+          url: config.DATABASE_URL,
+          poolSize: config.DB_POOL_SIZE,
+          applicationName: `aob-${APP_NAME}`,
         }),
+        AuthModule.forRoot(authOptionsFromEnv(config, { useDatabase: true })),
         // also registers the `nats` readiness check the usage publisher depends on
         NatsModule.forRoot({ url: config.NATS_URL, app: APP_NAME }),
+        QuotaModule.forRoot({ config, app: APP_NAME }),
       ],
       controllers: [ChatCompletionsController, ModelsController],
       providers: [
@@ -86,6 +92,17 @@ export class AppModule implements NestModule {
               shutdownFlushMs: Math.min(5_000, config.SHUTDOWN_GRACE_MS),
             }),
         },
+        {
+          provide: ModelQuotaGuard,
+          inject: [QuotaLimiter],
+          // scope `models`: model calls have a request bucket of their own (see ModelQuotaService)
+          useFactory: (limiter: QuotaLimiter) =>
+            new ModelQuotaGuard(limiter, {
+              scope: 'models',
+              defaultMaxTokens: DEFAULT_MAX_OUTPUT_TOKENS,
+            }),
+        },
+        ModelQuotaService,
         ChatCompletionsService,
         { provide: APP_FILTER, useClass: OpenAiExceptionFilter },
       ],

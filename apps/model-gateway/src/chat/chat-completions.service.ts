@@ -27,6 +27,7 @@ import type { DeploymentHealth } from '../resilience/deployment-health';
 import { Router, type RouteRequirements } from '../routing/router';
 import { UpstreamDispatcher } from '../routing/upstream-dispatcher';
 import { countPromptTokens, countTextTokens } from '../tokens/token-counter';
+import type { QuotaTicket } from '../quotas/model-quota.service';
 import { UsagePublisher } from '../usage/usage-publisher';
 import type { Caller } from './caller';
 import { completionHeaders } from './response-headers';
@@ -50,6 +51,8 @@ export interface CompletionCall {
   constraints: RouteConstraints;
   signal: AbortSignal;
   startedAt: number;
+  /** The admitted quota: its headers go on the answer, the real usage settles it. */
+  quota: QuotaTicket;
 }
 
 type EndChunk = Extract<ProviderChunk, { type: 'end' }>;
@@ -104,7 +107,7 @@ export class ChatCompletionsService {
         headers: completionHeaders(
           done.deployment.name,
           performance.now() - startedAt - done.upstreamMs,
-          result.rateLimit,
+          { tenant: call.quota.headers, upstream: result.rateLimit },
           done.attempts,
         ),
         body: chatCompletion(who, result, cost),
@@ -115,6 +118,8 @@ export class ChatCompletionsService {
         const usage = { promptTokens: countPrompt(body), completionTokens: 0 };
         this.account(call, plan.requested, tried, this.identity(tried).id, usage, 'batch');
       }
+      // no upstream answered: none of the reservation was used (no-op when accounted above)
+      call.quota.settle(0);
       throw err;
     }
   }
@@ -141,6 +146,7 @@ export class ChatCompletionsService {
         const usage = { promptTokens: countPrompt(body), completionTokens: 0 };
         this.account(call, plan.requested, tried, this.identity(tried).id, usage, 'stream');
       }
+      call.quota.settle(0);
       throw err;
     }
     const who = this.identity(done.deployment);
@@ -148,7 +154,7 @@ export class ChatCompletionsService {
       headers: completionHeaders(
         done.deployment.name,
         performance.now() - startedAt - done.upstreamMs,
-        done.value.stream.rateLimit,
+        { tenant: call.quota.headers, upstream: done.value.stream.rateLimit },
         done.attempts,
       ),
       chunks: this.relay({
@@ -248,7 +254,10 @@ export class ChatCompletionsService {
     }
   }
 
-  /** Metrics and the usage event of one finished (or abandoned) completion; returns its cost. */
+  /**
+   * Metrics, the usage event and the quota settlement of one finished (or abandoned)
+   * completion; returns its cost.
+   */
   private account(
     call: CompletionCall,
     requested: string,
@@ -279,6 +288,7 @@ export class ChatCompletionsService {
     if (call.caller.runId !== undefined) record.runId = call.caller.runId;
     if (call.caller.agent !== undefined) record.agent = call.caller.agent;
     this.usage.enqueue(completionId, record);
+    call.quota.settle(usage.promptTokens + usage.completionTokens);
     return cost;
   }
 

@@ -249,7 +249,7 @@ function defaultCode(status: number): string | null {
     case 402:
       return 'insufficient_quota';
     case 403:
-      return 'insufficient_permissions';
+      return 'permission_denied';
     case 429:
       return 'rate_limit_exceeded';
     case 503:

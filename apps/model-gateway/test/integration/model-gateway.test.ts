@@ -9,7 +9,15 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import { connect } from '@nats-io/transport-node';
 import OpenAI from 'openai';
 import { decodeCloudEvent, type UsageRecord } from '@aob/events';
-import { startNatsServer, waitFor, type TestNatsServer } from '@aob/testing';
+import {
+  createTestDatabase,
+  startNatsServer,
+  testRedisUrl,
+  uniqueKeyPrefix,
+  waitFor,
+  type TestDatabase,
+  type TestNatsServer,
+} from '@aob/testing';
 import { startModelGateway } from '../../src/bootstrap';
 import { loadModelGatewayConfig } from '../../src/config';
 import { countPromptTokens, countTextTokens } from '../../src/tokens/token-counter';
@@ -53,6 +61,7 @@ const costOf = (prompt: number, completion: number, input: number, output: numbe
   Math.round(((prompt * input + completion * output) / 1e6) * 1e10) / 1e10;
 
 let nats: TestNatsServer;
+let db: TestDatabase;
 let app: INestApplication;
 let baseUrl: string;
 let client: OpenAI;
@@ -61,11 +70,15 @@ let jsm: JetStreamManager;
 let catalogDir: string;
 
 beforeAll(async () => {
+  db = await createTestDatabase('aob_model_gateway');
   nats = await startNatsServer();
   catalogDir = mkdtempSync(path.join(tmpdir(), 'aob-model-gateway-'));
   writeFileSync(path.join(catalogDir, 'catalog.yaml'), CATALOG);
   const config = loadModelGatewayConfig({
     NATS_URL: nats.url,
+    DATABASE_URL: db.url,
+    REDIS_URL: testRedisUrl(),
+    QUOTA_KEY_PREFIX: uniqueKeyPrefix('mgw'),
     AOB_BOOTSTRAP_ADMIN_KEY: ADMIN_KEY,
     AOB_BOOTSTRAP_TENANT: 'acme',
     AOB_SERVICE_KEY: SERVICE_KEY,
@@ -84,6 +97,7 @@ afterAll(async () => {
   await app?.close();
   await nc?.close();
   await nats?.stop();
+  await db?.drop();
   if (catalogDir) rmSync(catalogDir, { recursive: true, force: true });
 });
 

@@ -6,7 +6,15 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import { connect } from '@nats-io/transport-node';
 import OpenAI from 'openai';
 import { decodeCloudEvent, type UsageRecord } from '@aob/events';
-import { startNatsServer, waitFor, type TestNatsServer } from '@aob/testing';
+import {
+  createTestDatabase,
+  startNatsServer,
+  testRedisUrl,
+  uniqueKeyPrefix,
+  waitFor,
+  type TestDatabase,
+  type TestNatsServer,
+} from '@aob/testing';
 import { startModelGateway } from '../../src/bootstrap';
 import { validateCatalog } from '../../src/catalog/catalog-loader';
 import { loadModelGatewayConfig } from '../../src/config';
@@ -41,6 +49,7 @@ type FakeName = keyof typeof FAKES;
 
 let fakes: Record<FakeName, FakeLlmUpstream>;
 let nats: TestNatsServer;
+let db: TestDatabase;
 let app: INestApplication;
 let baseUrl: string;
 let client: OpenAI;
@@ -117,9 +126,13 @@ beforeAll(async () => {
       'st-primary': ['st-backup'],
     },
   });
+  db = await createTestDatabase('aob_model_gateway');
   nats = await startNatsServer();
   const config = loadModelGatewayConfig({
     NATS_URL: nats.url,
+    DATABASE_URL: db.url,
+    REDIS_URL: testRedisUrl(),
+    QUOTA_KEY_PREFIX: uniqueKeyPrefix('mgw'),
     AOB_BOOTSTRAP_ADMIN_KEY: ADMIN_KEY,
     AOB_BOOTSTRAP_TENANT: 'acme',
     LOG_LEVEL: 'silent',
@@ -140,6 +153,7 @@ afterAll(async () => {
   await app?.close();
   await nc?.close();
   await nats?.stop();
+  await db?.drop();
   await Promise.all(Object.values(fakes ?? {}).map((f) => f.close()));
 });
 
