@@ -2,3 +2,4 @@ export { createTestDatabase, type TestDatabase } from './postgres';
 export { testRedisUrl, uniqueKeyPrefix } from './redis';
 export { freePort, waitFor } from './ports';
 export { startNatsServer, type StartNatsServerOptions, type TestNatsServer } from './nats-server';
+export { startAppUnderTest, type AppUnderTest } from './app-under-test';

@@ -1,42 +1,21 @@
-import type { INestApplication } from '@nestjs/common';
 import { bootstrapHttpApp } from '@aob/observability';
-import {
-  createTestDatabase,
-  freePort,
-  startNatsServer,
-  testRedisUrl,
-  type TestDatabase,
-  type TestNatsServer,
-} from '@aob/testing';
+import { startAppUnderTest, type AppUnderTest } from '@aob/testing';
 import { APP_NAME, AppModule } from '../../src/app.module';
 import { loadDlqReplayerConfig } from '../../src/config';
 
 describe('dlq-replayer boots, connects and reports health', () => {
-  let nats: TestNatsServer;
-  let db: TestDatabase;
-  let app: INestApplication;
+  let sut: AppUnderTest;
   let base: string;
 
   beforeAll(async () => {
-    nats = await startNatsServer();
-    db = await createTestDatabase();
-    const port = await freePort();
-    const config = loadDlqReplayerConfig({
-      NATS_URL: nats.url,
-      DATABASE_URL: db.url,
-      REDIS_URL: testRedisUrl(),
-      PORT: String(port),
-      LOG_LEVEL: 'silent',
+    sut = await startAppUnderTest(async (env) => {
+      const config = loadDlqReplayerConfig(env);
+      return bootstrapHttpApp(AppModule.forRoot(config), { app: APP_NAME, port: config.PORT });
     });
-    app = await bootstrapHttpApp(AppModule.forRoot(config), { app: APP_NAME, port: config.PORT });
-    base = `http://127.0.0.1:${port}`;
+    base = sut.baseUrl;
   });
 
-  afterAll(async () => {
-    await app?.close();
-    await nats?.stop();
-    await db?.drop();
-  });
+  afterAll(async () => sut?.close());
 
   it('is ready with NATS, Postgres and Redis up, and says so', async () => {
     const ready = await fetch(`${base}/readyz`);

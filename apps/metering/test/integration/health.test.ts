@@ -1,43 +1,23 @@
-import type { INestApplication } from '@nestjs/common';
 import { bootstrapHttpApp } from '@aob/observability';
-import {
-  createTestDatabase,
-  freePort,
-  startNatsServer,
-  testRedisUrl,
-  waitFor,
-  type TestDatabase,
-  type TestNatsServer,
-} from '@aob/testing';
+import { startAppUnderTest, waitFor, type AppUnderTest } from '@aob/testing';
 import { APP_NAME, AppModule } from '../../src/app.module';
 import { loadMeteringConfig } from '../../src/config';
 
 describe('metering boots, connects and reports health', () => {
-  let nats: TestNatsServer;
-  let db: TestDatabase;
-  let app: INestApplication;
+  let sut: AppUnderTest;
   let base: string;
+  let nats: AppUnderTest['nats'];
 
   beforeAll(async () => {
-    nats = await startNatsServer();
-    db = await createTestDatabase();
-    const port = await freePort();
-    const config = loadMeteringConfig({
-      NATS_URL: nats.url,
-      DATABASE_URL: db.url,
-      REDIS_URL: testRedisUrl(),
-      PORT: String(port),
-      LOG_LEVEL: 'silent',
+    sut = await startAppUnderTest(async (env) => {
+      const config = loadMeteringConfig(env);
+      return bootstrapHttpApp(AppModule.forRoot(config), { app: APP_NAME, port: config.PORT });
     });
-    app = await bootstrapHttpApp(AppModule.forRoot(config), { app: APP_NAME, port: config.PORT });
-    base = `http://127.0.0.1:${port}`;
+    base = sut.baseUrl;
+    nats = sut.nats;
   });
 
-  afterAll(async () => {
-    await app?.close();
-    await nats?.stop();
-    await db?.drop();
-  });
+  afterAll(async () => sut?.close());
 
   it('serves /healthz, /readyz and /metrics', async () => {
     expect((await fetch(`${base}/healthz`)).status).toBe(200);
