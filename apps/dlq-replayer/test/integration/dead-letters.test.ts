@@ -154,9 +154,11 @@ describe('dlq-replayer captures dead messages, quarantines and replays them', ()
       },
       true,
     );
-    await new Promise<void>((resolve, reject) =>
-      worker.listen((err?: unknown) => (err ? reject(err as Error) : resolve())),
-    );
+    await new Promise<void>((resolve, reject) => {
+      void worker.listen((err?: unknown) =>
+        err ? reject(err instanceof Error ? err : new Error('listen failed')) : resolve(),
+      );
+    });
     // Receives and never settles: the server gives up after max_deliver (MAX_DELIVERIES advisory).
     const c = await jetstream(nc).consumers.get('AGENT_EXECUTION', CRASHING.durable);
     const messages = await c.consume({ max_messages: 10, expires: 1_000 });
