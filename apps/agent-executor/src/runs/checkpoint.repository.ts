@@ -1,5 +1,6 @@
 import { Checkpoint, DataSource } from '@aob/persistence';
 import { Injectable } from '@nestjs/common';
+import { preparedQuery } from './prepared-query';
 
 export interface NewCheckpoint {
   tenantId: string;
@@ -58,7 +59,9 @@ export class CheckpointRepository {
   async save(c: NewCheckpoint, leaseOwner: string, leaseTtlMs: number): Promise<SavedCheckpoint> {
     let rows: { checkpoint_id: string; created_at: Date }[];
     try {
-      rows = await this.ds.query(
+      rows = await preparedQuery(
+        this.ds,
+        'executor_checkpoint_save',
         `WITH lease AS (
            UPDATE executor.runs SET lease_expires_at = now() + $9 * interval '1 millisecond', updated_at = now()
             WHERE run_id = $3 AND tenant_id = $1 AND lease_owner = $8 AND status = 'running'

@@ -1,5 +1,7 @@
 import { DataSource, ExecutorRun } from '@aob/persistence';
 import { Injectable } from '@nestjs/common';
+import { LeaseLostError } from './checkpoint.repository';
+import { preparedQuery } from './prepared-query';
 
 export interface ClaimInput {
   tenantId: string;
@@ -17,8 +19,11 @@ export interface ClaimInput {
 }
 
 export type ClaimResult =
-  /** This delivery owns the run now. `startedAt` is when the run was first claimed. */
-  | { kind: 'claimed'; startedAt: Date }
+  /**
+   * This delivery owns the run now. `startedAt` is when the run was first claimed;
+   * `hasCheckpoints` says whether earlier deliveries checkpointed steps (only then are they read).
+   */
+  | { kind: 'claimed'; startedAt: Date; hasCheckpoints: boolean }
   /** The run has finished: answer with its stored terminal event. */
   | { kind: 'terminal'; run: ExecutorRun }
   /** Another delivery holds a live lease on it. */
@@ -35,7 +40,24 @@ export interface TerminalRecord {
   attempts: number;
 }
 
+/** The last step's checkpoint, written in the statement that finishes the run (one commit, not two). */
+export interface FinalCheckpoint {
+  threadId: string;
+  step: number;
+  stepId: string;
+  state: unknown;
+  output: unknown;
+}
+
+export interface FinishResult {
+  /** The finish time (the terminal event's `time`). */
+  finishedAt: Date;
+  /** Id of the checkpoint written with it, when one was given. */
+  checkpointId?: string;
+}
+
 const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
+const UNIQUE_VIOLATION = '23505';
 
 /**
  * executor.runs: the source of truth for at-most-once completion. A run is executed under a lease
@@ -54,7 +76,11 @@ export class ExecutorRunRepository {
    * the same tenant and agent whose lease is free or expired. Otherwise says why not.
    */
   async claim(c: ClaimInput): Promise<ClaimResult> {
-    const claimed: { started_at: Date }[] = await this.ds.query(
+    // The EXISTS probe rides along (checkpoints_run_step_uq) so a first delivery, which has no
+    // checkpoints, needs no second query to find that out.
+    const claimed = await preparedQuery<{ started_at: Date; has_checkpoints: boolean }>(
+      this.ds,
+      'executor_run_claim',
       `INSERT INTO executor.runs AS r
          (run_id, tenant_id, agent, thread_id, status, event_id, input, attempts, lease_owner, lease_expires_at)
        VALUES ($1, $2, $3, $4, 'running', $5, $6::jsonb, $7, $8, now() + $9 * interval '1 millisecond')
@@ -67,7 +93,8 @@ export class ExecutorRunRepository {
            AND r.tenant_id = EXCLUDED.tenant_id
            AND r.agent = EXCLUDED.agent
            AND (r.lease_owner IS NULL OR r.lease_expires_at IS NULL OR r.lease_expires_at <= now())
-       RETURNING r.started_at`,
+       RETURNING r.started_at,
+                 EXISTS (SELECT 1 FROM executor.checkpoints c WHERE c.run_id = r.run_id) AS has_checkpoints`,
       [
         c.runId,
         c.tenantId,
@@ -80,7 +107,13 @@ export class ExecutorRunRepository {
         c.leaseTtlMs,
       ],
     );
-    if (claimed[0]) return { kind: 'claimed', startedAt: claimed[0].started_at };
+    if (claimed[0]) {
+      return {
+        kind: 'claimed',
+        startedAt: claimed[0].started_at,
+        hasCheckpoints: claimed[0].has_checkpoints,
+      };
+    }
 
     // Read the row without the tenant filter only to tell the cases apart; nothing of another
     // tenant's run leaves this method.
@@ -141,35 +174,73 @@ export class ExecutorRunRepository {
   }
 
   /**
-   * Stores the terminal outcome and its status event, if this claim still holds the lease.
-   * @returns the finish time (the event's `time`), or null when the lease was lost
+   * Stores the terminal outcome and its status event, if this claim still holds the lease, together
+   * with the run's last checkpoint when one is given: one statement, so one commit, and the step
+   * and the outcome become durable together (or, when the lease is lost, neither).
+   * @returns the finish time and the checkpoint's id, or null when the lease was lost
+   * @throws LeaseLostError when another delivery already wrote the checkpoint's step
    */
   async finish(
     tenantId: string,
     runId: string,
     leaseOwner: string,
     t: TerminalRecord,
-  ): Promise<Date | null> {
-    const rows: { finished_at: Date }[] = await this.ds.query(
-      `WITH done AS (
-         UPDATE executor.runs
+    checkpoint?: FinalCheckpoint,
+  ): Promise<FinishResult | null> {
+    const params: unknown[] = [
+      runId,
+      tenantId,
+      leaseOwner,
+      t.status,
+      t.eventId,
+      t.eventType,
+      JSON.stringify(t.result),
+      t.attempts,
+    ];
+    const done = `UPDATE executor.runs
             SET status = $4, result_event_id = $5, result_type = $6, result = $7::jsonb, attempts = $8,
                 finished_at = now(), updated_at = now(), lease_owner = NULL, lease_expires_at = NULL
           WHERE run_id = $1 AND tenant_id = $2 AND lease_owner = $3 AND status = 'running'
-          RETURNING finished_at)
-       SELECT * FROM done`,
-      [
-        runId,
-        tenantId,
-        leaseOwner,
-        t.status,
-        t.eventId,
-        t.eventType,
-        JSON.stringify(t.result),
-        t.attempts,
-      ],
+          RETURNING finished_at`;
+    if (!checkpoint) {
+      const rows = await preparedQuery<{ finished_at: Date }>(
+        this.ds,
+        'executor_run_finish',
+        `WITH done AS (${done}) SELECT finished_at FROM done`,
+        params,
+      );
+      return rows[0] ? { finishedAt: rows[0].finished_at } : null;
+    }
+    params.push(
+      checkpoint.threadId,
+      checkpoint.step,
+      checkpoint.stepId,
+      JSON.stringify(checkpoint.state ?? null),
+      JSON.stringify(checkpoint.output ?? null),
     );
-    return rows[0]?.finished_at ?? null;
+    let rows: { finished_at: Date; checkpoint_id: string }[];
+    try {
+      rows = await preparedQuery(
+        this.ds,
+        'executor_run_finish_with_checkpoint',
+        `WITH done AS (${done}),
+              saved AS (
+                INSERT INTO executor.checkpoints (tenant_id, thread_id, run_id, step, step_id, state, output)
+                SELECT $2, $9, $1, $10, $11, $12::jsonb, $13::jsonb FROM done
+                RETURNING checkpoint_id)
+         SELECT done.finished_at, saved.checkpoint_id FROM done CROSS JOIN saved`,
+        params,
+      );
+    } catch (err) {
+      if ((err as { code?: string }).code === UNIQUE_VIOLATION) {
+        throw new LeaseLostError(
+          `step ${checkpoint.step} of run ${runId} was checkpointed by another delivery`,
+        );
+      }
+      throw err;
+    }
+    const row = rows[0];
+    return row ? { finishedAt: row.finished_at, checkpointId: row.checkpoint_id } : null;
   }
 
   /**

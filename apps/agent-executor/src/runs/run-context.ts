@@ -12,6 +12,7 @@ import type {
 import type { ModelClient } from '../model/model-client';
 import type { CheckpointRepository } from './checkpoint.repository';
 import type { ExecutorMetrics } from './executor.metrics';
+import type { FinalCheckpoint } from './executor-run.repository';
 import type { RunStatusPublisher, RunRef } from './run-status.publisher';
 import type { RunStreamWriter } from './run-stream-writer';
 
@@ -65,6 +66,7 @@ export class RunContext implements AgentContext {
   private currentState: JsonValue | undefined;
   private totalUsage: Usage = { ...ZERO_USAGE };
   private stepCount = 0;
+  private pending: FinalCheckpoint | undefined;
   /** Steps this delivery executed (restored ones excluded). */
   executedSteps = 0;
   private readonly done: ReadonlyMap<number, Checkpoint>;
@@ -127,44 +129,67 @@ export class RunContext implements AgentContext {
       this.log.debug({ step: n, stepId: id }, 'step restored from checkpoint');
       return saved.output as T;
     }
+    await this.checkpointPending();
     this.signal.throwIfAborted();
     const output = ((await fn()) ?? null) as T;
-    // The step counts only once its checkpoint is durable; a crash before this line re-runs it.
+    // Not written yet: the checkpoint becomes durable before the run's next side effect (the next
+    // step, a model call) or together with the run's outcome (RunExecutor). A crash before that
+    // re-runs this step, as a crash between fn() and the checkpoint always did.
+    this.pending = {
+      threadId: this.threadId,
+      step: n,
+      stepId: id,
+      state: { agent: this.currentState ?? null, usage: this.totalUsage },
+      output,
+    };
+    return output;
+  }
+
+  /** The finished step whose checkpoint is not written yet; the caller writes it and reports back with stepCommitted. */
+  takePendingCheckpoint(): FinalCheckpoint | undefined {
+    const pending = this.pending;
+    this.pending = undefined;
+    return pending;
+  }
+
+  /** Writes the pending checkpoint on its own (under the lease). @throws LeaseLostError */
+  async checkpointPending(): Promise<void> {
+    const pending = this.takePendingCheckpoint();
+    if (!pending) return;
     const checkpoint = await this.deps.checkpoints.save(
-      {
-        tenantId: this.tenantId,
-        threadId: this.threadId,
-        runId: this.runId,
-        step: n,
-        stepId: id,
-        state: { agent: this.currentState ?? null, usage: this.totalUsage },
-        output,
-      },
+      { tenantId: this.tenantId, runId: this.runId, ...pending },
       this.deps.leaseOwner,
       this.deps.leaseTtlMs,
     );
+    await this.stepCommitted(pending, checkpoint.checkpointId);
+  }
+
+  /**
+   * What follows a durable checkpoint: the step metric, the `step` stream entry and the step status
+   * event (informational: a failed publish is logged, the checkpoint is the truth). The event is
+   * handed to the connection before this returns, so a status event published after it is stored after it.
+   */
+  stepCommitted(c: FinalCheckpoint, checkpointId: string): Promise<void> {
     this.executedSteps++;
     this.deps.metrics.steps.inc({ agent: this.agent });
-    this.deps.stream.append('step', { step: n, id, output });
-    try {
-      await this.deps.status.step(
+    this.deps.stream.append('step', { step: c.step, id: c.stepId, output: c.output });
+    return this.deps.status
+      .step(
         { runId: this.runId, tenantId: this.tenantId, agent: this.agent, threadId: this.threadId },
         {
           runId: this.runId,
           agent: this.agent,
           threadId: this.threadId,
-          step: n,
-          id,
-          checkpointId: checkpoint.checkpointId,
-          output,
+          step: c.step,
+          id: c.stepId,
+          checkpointId,
+          output: c.output as JsonValue,
         },
-      );
-    } catch (err) {
-      // Informational event: the checkpoint is the truth, and the run's final event still comes.
-      this.deps.metrics.statusPublishErrors.inc({ event: 'step' });
-      this.log.warn({ err, step: n }, 'publishing the step event failed');
-    }
-    return output;
+      )
+      .catch((err: unknown) => {
+        this.deps.metrics.statusPublishErrors.inc({ event: 'step' });
+        this.log.warn({ err, step: c.step }, 'publishing the step event failed');
+      });
   }
 
   private restore(saved: Checkpoint): void {
@@ -175,6 +200,8 @@ export class RunContext implements AgentContext {
   }
 
   private async chat(request: Parameters<RunModel['chat']>[0]) {
+    // A model call is a side effect (billed): the step before it must not run again after a crash.
+    await this.checkpointPending();
     const completion = await this.deps.model.streamChat({
       messages: request.messages,
       model: this.options.model ?? `tier:${this.options.tier ?? 'balanced'}`,

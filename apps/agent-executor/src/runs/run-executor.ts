@@ -121,26 +121,25 @@ export class RunExecutor {
     });
     const stream = new RunStreamWriter(this.runStream, runId, log, this.metrics);
 
-    const existing = await this.runs.find(tenantId, runId);
-    if (existing && existing.status !== 'running') return this.replay(existing, run, log);
-
+    // A request this executor cannot run may still be a repeat of a run that finished (say, under
+    // an agent version that is gone): that run's stored event wins. A runnable request learns the
+    // same from its claim, so the common path reads nothing before claiming.
     const agent = this.registry.get(req.agent);
-    if (!agent) {
-      const error = new DomainError(
-        'UnknownAgent',
-        `agent "${req.agent}" is not registered with this executor`,
-      );
-      return this.failUnclaimed(run, event, attempt, error, stream, log);
-    }
-    const parsed = agent.inputSchema.safeParse(req.input);
-    if (!parsed.success) {
-      const issues = parsed.error.issues
-        .map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`)
-        .join('; ');
-      const error = new DomainError(
-        'InvalidRequest',
-        `invalid input for agent ${req.agent}: ${issues}`,
-      );
+    const parsed = agent?.inputSchema.safeParse(req.input);
+    if (!agent || !parsed?.success) {
+      const existing = await this.runs.find(tenantId, runId);
+      if (existing && existing.status !== 'running') return this.replay(existing, run, log);
+      const error = !agent
+        ? new DomainError(
+            'UnknownAgent',
+            `agent "${req.agent}" is not registered with this executor`,
+          )
+        : new DomainError(
+            'InvalidRequest',
+            `invalid input for agent ${req.agent}: ${(parsed?.error?.issues ?? [])
+              .map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`)
+              .join('; ')}`,
+          );
       return this.failUnclaimed(run, event, attempt, error, stream, log);
     }
 
@@ -189,6 +188,7 @@ export class RunExecutor {
           delivery,
           leaseOwner,
           startedAt: claim.startedAt,
+          hasCheckpoints: claim.hasCheckpoints,
           stream,
           log,
         });
@@ -205,6 +205,7 @@ export class RunExecutor {
       delivery: Delivery;
       leaseOwner: string;
       startedAt: Date;
+      hasCheckpoints: boolean;
       stream: RunStreamWriter;
       log: Logger;
     },
@@ -214,12 +215,12 @@ export class RunExecutor {
     const claimedAt = Date.now();
     log.info('run claimed');
 
-    try {
-      await this.status.started(run, attempt);
-    } catch (err) {
+    // Not awaited here: the event is handed to the connection now, so it is stored before any
+    // later status event of the run, and its outcome is awaited before the run's outcome is published.
+    const started = this.status.started(run, attempt).catch((err: unknown) => {
       this.metrics.statusPublishErrors.inc({ event: 'started' });
       log.warn({ err }, 'publishing the started event failed');
-    }
+    });
     stream.append('status', { status: 'running', attempt });
 
     // Stops the agent when the lease is lost or the run's own time limit passes; the transport's
@@ -257,7 +258,7 @@ export class RunExecutor {
     let ctx: RunContext | undefined;
     try {
       const [done, threadState] = await Promise.all([
-        this.checkpoints.listForRun(run.tenantId, run.runId),
+        c.hasCheckpoints ? this.checkpoints.listForRun(run.tenantId, run.runId) : [],
         run.threadId === run.runId
           ? undefined
           : this.checkpoints.latestThreadState(run.tenantId, run.threadId, run.runId),
@@ -290,7 +291,8 @@ export class RunExecutor {
       clearInterval(renewal);
       clearTimeout(deadline);
       const err: unknown = stop.signal.aborted ? stop.signal.reason : thrown;
-      return this.handleFailure(err, { ...c, agentName: agent.name, claimedAt });
+      await started;
+      return this.handleFailure(err, { ...c, ctx, agentName: agent.name, claimedAt });
     }
     clearInterval(renewal);
     clearTimeout(deadline);
@@ -304,17 +306,36 @@ export class RunExecutor {
       attempts: attempt,
       durationMs: Math.max(0, Date.now() - c.startedAt.getTime()),
     };
-    const finishedAt = await this.runs.finish(run.tenantId, run.runId, leaseOwner, {
-      status: 'completed',
-      eventId: statusEventIds.completed(run.runId),
-      eventType: EVENTS.agentCompleted.type,
-      result,
-      attempts: attempt,
-    });
-    if (!finishedAt) throw this.leaseLost(run, log);
+    const lastStep = ctx.takePendingCheckpoint();
+    let finished;
+    try {
+      finished = await this.runs.finish(
+        run.tenantId,
+        run.runId,
+        leaseOwner,
+        {
+          status: 'completed',
+          eventId: statusEventIds.completed(run.runId),
+          eventType: EVENTS.agentCompleted.type,
+          result,
+          attempts: attempt,
+        },
+        lastStep,
+      );
+    } catch (err) {
+      if (err instanceof LeaseLostError) throw this.leaseLost(run, log);
+      throw err;
+    }
+    if (!finished) throw this.leaseLost(run, log);
     // Committed: from here a crash is healed by the next delivery republishing the stored event.
+    await started;
+    // The step event is handed to the connection first, so it is stored before the completed one.
+    const stepPublished =
+      lastStep && finished.checkpointId !== undefined
+        ? ctx.stepCommitted(lastStep, finished.checkpointId)
+        : undefined;
     stream.append('completed', result);
-    await this.status.completed(run, result, finishedAt);
+    await Promise.all([stepPublished, this.status.completed(run, result, finished.finishedAt)]);
     await stream.flush();
     this.count(run.agent, 'completed');
     this.metrics.duration.observe({ agent: run.agent }, (Date.now() - claimedAt) / 1000);
@@ -333,12 +354,20 @@ export class RunExecutor {
       leaseOwner: string;
       stream: RunStreamWriter;
       log: Logger;
+      ctx: RunContext | undefined;
       agentName: string;
       claimedAt: number;
     },
   ): Promise<never> {
     const { run, attempt, delivery, leaseOwner, stream, log } = c;
     if (err instanceof LeaseLostError) throw this.leaseLost(run, log);
+    // A step that finished before the failure keeps its result: the next delivery resumes after it.
+    try {
+      await c.ctx?.checkpointPending();
+    } catch (e) {
+      if (e instanceof LeaseLostError) throw this.leaseLost(run, log);
+      log.warn({ err: e }, 'writing the checkpoint of the last finished step failed');
+    }
     if (delivery.signal.aborted) {
       // Shutdown: the work is not at fault. Hand the run back untouched (but for its lease).
       await this.runs.releaseLease(run.tenantId, run.runId, leaseOwner).catch(() => undefined);
@@ -367,16 +396,16 @@ export class RunExecutor {
       attempts: attempt,
       deadLettered: true,
     };
-    const finishedAt = await this.runs.finish(run.tenantId, run.runId, leaseOwner, {
+    const finished = await this.runs.finish(run.tenantId, run.runId, leaseOwner, {
       status: 'failed',
       eventId: statusEventIds.failed(run.runId),
       eventType: EVENTS.agentFailed.type,
       result: failure,
       attempts: attempt,
     });
-    if (!finishedAt) throw this.leaseLost(run, log);
+    if (!finished) throw this.leaseLost(run, log);
     stream.append('failed', failure);
-    await this.publishFailed(run, failure, finishedAt, log);
+    await this.publishFailed(run, failure, finished.finishedAt, log);
     await stream.flush();
     this.count(run.agent, 'failed');
     this.metrics.duration.observe({ agent: run.agent }, (Date.now() - c.claimedAt) / 1000);

@@ -34,11 +34,21 @@ export interface PublishResult {
   duplicate: boolean;
 }
 
+/** An RFC 3339 timestamp exactly as Date#toISOString writes it (what AOB passes as `time`). */
+function isCanonicalTimestamp(value: unknown): boolean {
+  if (typeof value !== 'string' || value.length !== 24) return false;
+  const ms = Date.parse(value);
+  return !Number.isNaN(ms) && new Date(ms).toISOString() === value;
+}
+
 /**
  * Publishes catalog events to JetStream as binary-mode CloudEvents. Every publish carries
  * Nats-Msg-Id (the event id unless told otherwise) so a retried publish is stored once.
  */
 export class EventPublisher {
+  /** The source passed the SDK's schema check once (it never changes). */
+  private sourceChecked = false;
+
   constructor(
     private readonly js: JetStreamClient,
     private readonly source: string,
@@ -95,7 +105,8 @@ export class EventPublisher {
     if (opts.tracestate !== undefined) attributes.tracestate = opts.tracestate;
     let event: CloudEvent<unknown>;
     try {
-      event = new CloudEvent<unknown>(attributes);
+      event = new CloudEvent<unknown>(attributes, this.needsSchemaCheck(opts));
+      this.sourceChecked = true;
     } catch (err) {
       throw new DomainError(
         'InvalidRequest',
@@ -108,6 +119,26 @@ export class EventPublisher {
       event,
       opts.msgId === undefined ? {} : { msgId: opts.msgId },
     );
+  }
+
+  /**
+   * Whether the SDK's JSON-schema validation (ajv, the costliest part of building an event) must run.
+   * The attributes come from the catalog (type), this publisher (source, checked on the first
+   * publish), or are generated here (id, time); the SDK check runs whenever a caller-given value is
+   * not plainly valid, so an invalid one fails exactly as before.
+   */
+  private needsSchemaCheck(opts: PublishOptions): boolean {
+    if (!this.sourceChecked) return true;
+    if (opts.time !== undefined && !isCanonicalTimestamp(opts.time)) return true;
+    if (
+      opts.ceSubject !== undefined &&
+      (typeof opts.ceSubject !== 'string' || opts.ceSubject === '')
+    )
+      return true;
+    for (const v of [opts.id, opts.tenantId, opts.traceparent, opts.tracestate]) {
+      if (v !== undefined && typeof v !== 'string') return true;
+    }
+    return false;
   }
 
   /** Publishes an already-built CloudEvent (e.g. a dead letter being replayed) in binary mode. */

@@ -140,6 +140,10 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
   /** Messages received during close(), released (nak) once no pull request is open any more. */
   private readonly held: JsMsg[] = [];
   private pullsStopped = false;
+  private readonly handlers = new Map<
+    string,
+    NonNullable<ReturnType<Server['getHandlerByPattern']>>
+  >();
 
   constructor(private readonly options: JetStreamServerOptions) {
     super();
@@ -390,7 +394,7 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
         `data of ${event.type} does not match its schema: ${issues}`,
       );
     }
-    const handler = this.getHandlerByPattern(event.type);
+    const handler = this.handlerFor(event.type);
     if (!handler) {
       throw new PoisonMessage(
         'InvalidEvent',
@@ -412,6 +416,16 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
     return { inbound, handler };
   }
 
+  /** Nest's lookup normalises the pattern (a JSON.parse attempt that throws) on every call: cache hits per type. */
+  private handlerFor(type: string): ReturnType<Server['getHandlerByPattern']> {
+    let handler = this.handlers.get(type);
+    if (!handler) {
+      handler = this.getHandlerByPattern(type) ?? undefined;
+      if (handler) this.handlers.set(type, handler);
+    }
+    return handler ?? null;
+  }
+
   private async settle(
     entry: InFlight,
     rt: ConsumerRuntime,
@@ -426,13 +440,10 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
     const where = `${rt.spec.stream}/${rt.spec.durable} seq ${msg.info.streamSequence} (${msg.subject}${meta.eventId ? `, event ${meta.eventId}` : ''})`;
     if (decision.action === 'ack') {
       entry.settled = true;
-      try {
-        await msg.ackAck();
-      } catch (err) {
-        this.log.warn(
-          `ack of ${where} not confirmed (${(err as Error).message}); it may be redelivered`,
-        );
-      }
+      // Unconfirmed ack (no ackAck round trip): the handler's effects are durable by now, so an ack
+      // lost on the way only means a redelivery, which handlers must absorb anyway (at-least-once).
+      // close() flushes the connection, so acks of finished handlers are sent before it returns.
+      msg.ack();
       return;
     }
     if (decision.action === 'nak') {
