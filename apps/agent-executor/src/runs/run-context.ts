@@ -70,6 +70,7 @@ export class RunContext implements AgentContext {
   /** Steps this delivery executed (restored ones excluded). */
   executedSteps = 0;
   private readonly done: ReadonlyMap<number, Checkpoint>;
+  private readonly lastDoneStep: number;
 
   constructor(
     init: RunContextInit,
@@ -84,6 +85,7 @@ export class RunContext implements AgentContext {
     this.signal = init.signal;
     this.threadState = init.threadState;
     this.done = new Map(init.done.map((c) => [c.step, c]));
+    this.lastDoneStep = Math.max(0, ...init.done.map((c) => c.step));
     this.log = deps.log;
     this.model = { chat: (request) => this.chat(request) };
   }
@@ -127,6 +129,20 @@ export class RunContext implements AgentContext {
       }
       this.restore(saved);
       this.log.debug({ step: n, stepId: id }, 'step restored from checkpoint');
+      // The newest checkpoint may have been committed just before a crash, before its step was
+      // announced: announce it again (same event id, so JetStream stores it once).
+      if (n === this.lastDoneStep) {
+        await this.announce(
+          {
+            threadId: this.threadId,
+            step: n,
+            stepId: id,
+            state: saved.state,
+            output: saved.output,
+          },
+          saved.checkpointId,
+        );
+      }
       return saved.output as T;
     }
     await this.checkpointPending();
@@ -172,6 +188,11 @@ export class RunContext implements AgentContext {
   stepCommitted(c: FinalCheckpoint, checkpointId: string): Promise<void> {
     this.executedSteps++;
     this.deps.metrics.steps.inc({ agent: this.agent });
+    return this.announce(c, checkpointId);
+  }
+
+  /** The `step` stream entry and the step status event of a durable checkpoint. */
+  private announce(c: FinalCheckpoint, checkpointId: string): Promise<void> {
     this.deps.stream.append('step', { step: c.step, id: c.stepId, output: c.output });
     return this.deps.status
       .step(

@@ -105,14 +105,18 @@ describe('agent-executor crash and resume (child process, SIGKILL)', () => {
 
     const events = await f.statusEvents(runId);
     const stepEvents = events.filter((e) => e.type === 'aob.agent.step.v1').map((e) => e.data.step);
-    expect(stepEvents).toEqual([1, 2, 3, 4]);
+    // every step announced, in order; the step checkpointed last before the crash may be announced
+    // twice (at-least-once; same event id), but no step ran twice (checkpoint timestamps above)
+    expect([...new Set(stepEvents)]).toEqual([1, 2, 3, 4]);
+    expect(stepEvents.length).toBeLessThanOrEqual(5);
     expect(
       events.filter((e) => e.type === 'aob.agent.started.v1').map((e) => e.data.attempt),
     ).toEqual([1, 2]);
     const redisSteps = (await f.redisEntries(runId))
       .filter((e) => e.event === 'step')
       .map((e) => (e.data as { step: number }).step);
-    expect(redisSteps).toEqual([1, 2, 3, 4]);
+    expect([...new Set(redisSteps)]).toEqual([1, 2, 3, 4]);
+    expect(redisSteps.length).toBeLessThanOrEqual(5);
     expect(await f.runRow(runId)).toMatchObject({ status: 'completed', attempts: 2 });
   });
 });
