@@ -10,6 +10,7 @@ import { BuiltinAgentsModule } from './agents/builtin-agents.module';
 import type { ExecutorConfig } from './config';
 import { EXECUTOR_CONFIG, EXECUTOR_LOGGER } from './executor.tokens';
 import { ModelClient } from './model/model-client';
+import { CheckpointPruner } from './runs/checkpoint-pruner';
 import { CheckpointRepository } from './runs/checkpoint.repository';
 import { ExecuteRequestHandler } from './runs/execute-request.handler';
 import { ExecutorRunRepository } from './runs/executor-run.repository';
@@ -77,6 +78,7 @@ export class AppModule {
         AgentCatalogSync,
         ExecutorRunRepository,
         CheckpointRepository,
+        CheckpointPruner,
         RunStatusPublisher,
         RunExecutor,
       ],

@@ -20,6 +20,12 @@ export const appEnvSchema = baseEnvSchema.extend({
   RUN_STREAM_KEY_PREFIX: z.string().min(1).default('aob'),
   /** Lifetime of a run's Redis stream after its last entry (the contract asks for at least 24 h). */
   RUN_STREAM_TTL_SECONDS: z.coerce.number().int().min(86_400).default(86_400),
+  /** Checkpoints of finished runs older than this many days are pruned (CheckpointPruner). */
+  CHECKPOINT_RETENTION_DAYS: z.coerce.number().positive().default(7),
+  /** Newest checkpoints of each thread that are never pruned (a continued thread starts from them). */
+  CHECKPOINT_KEEP_LATEST: z.coerce.number().int().min(1).default(1),
+  /** Period of the checkpoint pruner; 0 turns it off. */
+  CHECKPOINT_PRUNE_INTERVAL_MS: durationMs(3_600_000),
 });
 
 export type ExecutorConfig = Readonly<z.infer<typeof appEnvSchema>>;

@@ -4,6 +4,7 @@ import { Column, Entity, Index, PrimaryGeneratedColumn } from 'typeorm';
 @Entity({ schema: 'executor', name: 'checkpoints' })
 @Index('checkpoints_run_step_uq', ['runId', 'step'], { unique: true })
 @Index('checkpoints_thread_idx', ['tenantId', 'threadId', 'createdAt'])
+@Index('checkpoints_created_idx', ['createdAt'])
 export class Checkpoint {
   @PrimaryGeneratedColumn('uuid', { name: 'checkpoint_id' }) checkpointId!: string;
   @Column({ name: 'tenant_id', type: 'text' }) tenantId!: string;
