@@ -9,9 +9,12 @@
 //          started event, checkpoint, completed event, Redis run stream) → `agent.status.completed`.
 //
 // Needs a build (`npm run bench` builds first) and the local PostgreSQL and Redis.
-//   BENCH_RAW_N (default 5000), BENCH_BUS_N (default 2000), EXECUTOR_CONCURRENCY (default 32)
+//   BENCH_ROUNDS (default 3), BENCH_RAW_N (default 10000), BENCH_BUS_N (default 2000),
+//   EXECUTOR_CONCURRENCY (default 32),
+//   BENCH_EXECUTOR_NODE_ARGS (extra node flags for the executor, e.g. --cpu-prof)
 
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,12 +24,15 @@ const require = createRequire(path.join(root, 'package.json'));
 const { connect } = require('@nats-io/transport-node');
 const { jetstream, jetstreamManager, AckPolicy } = require('@nats-io/jetstream');
 const { CloudEvent } = require('cloudevents');
+const { Client: PgClient } = require('pg');
+const { Redis } = require('ioredis');
 const testing = require(path.join(root, 'libs/testing/dist'));
 const events = require(path.join(root, 'libs/events/dist'));
 
-const RAW_N = Number(process.env.BENCH_RAW_N ?? 5000);
+const RAW_N = Number(process.env.BENCH_RAW_N ?? 10000);
 const BUS_N = Number(process.env.BENCH_BUS_N ?? 2000);
 const CONCURRENCY = Number(process.env.EXECUTOR_CONCURRENCY ?? 32);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const log = (m) => process.stderr.write(`bench: ${m}\n`);
 const nanos = (ms) => ms * 1_000_000;
 
@@ -58,7 +64,8 @@ function waitForCount(sub, n, timeoutMs) {
   });
 }
 
-async function benchRaw(nc) {
+/** Creates the raw baseline's streams and consumer once; `rawRound` then measures on them. */
+async function setupRaw(nc) {
   const jsm = await jetstreamManager(nc);
   const js = jetstream(nc);
   for (const [name, subj] of [
@@ -78,37 +85,49 @@ async function benchRaw(nc) {
     ack_wait: nanos(30_000),
     max_ack_pending: 1000,
   });
-  const replies = nc.subscribe('bench.reply.>');
-  const done = waitForCount(replies, RAW_N, 120_000);
   const consumer = await js.consumers.get('BENCH_RAW', 'bench-raw');
   const messages = await consumer.consume({ max_messages: 500 });
-  let inFlight = 0;
   (async () => {
     for await (const m of messages) {
-      inFlight++;
       // the same shape as a worker: do the work (a reply publish) off the loop, ack after it is stored
-      js.publish(`bench.reply.${m.seq}`, m.data, { msgID: `reply-${m.seq}` })
-        .then(() => m.ack())
-        .finally(() => inFlight--);
+      js.publish(`bench.reply.${m.seq}`, m.data, { msgID: `reply-${m.seq}` }).then(
+        () => m.ack(),
+        (e) => log(`raw reply: ${e.message}`),
+      );
     }
   })().catch((e) => log(`raw consumer: ${e.message}`));
+  return { js, stop: () => messages.stop() };
+}
+
+async function rawRound(nc, raw, round, natsPid) {
+  const replies = nc.subscribe('bench.reply.>');
+  const done = waitForCount(replies, RAW_N, 120_000);
+  const cpu = await cpuProbe(async () => ({ natsServer: [natsPid()] }));
   const payload = new TextEncoder().encode(
     JSON.stringify({ agent: 'echo', input: { message: 'hi' } }),
   );
   const t0 = performance.now();
   await publishAll(RAW_N, 256, (i) =>
-    js.publish(`bench.raw.${i % 16}`, payload, { msgID: `raw-${i}` }),
+    raw.js.publish(`bench.raw.${i % 16}`, payload, { msgID: `raw-${round}-${i}` }),
   );
   await done;
   const seconds = (performance.now() - t0) / 1000;
-  messages.stop();
+  const cpuMsPerMessage = await cpu(RAW_N);
   replies.unsubscribe();
-  return { messages: RAW_N, seconds: round(seconds), perSecond: round(RAW_N / seconds) };
+  return {
+    messages: RAW_N,
+    seconds: round2(seconds),
+    perSecond: round2(RAW_N / seconds),
+    cpuMsPerMessage,
+  };
 }
 
 async function startExecutor(env) {
   const port = await testing.freePort();
-  const child = spawn(process.execPath, [path.join(root, 'apps/agent-executor/dist/main.js')], {
+  // BENCH_EXECUTOR_NODE_ARGS: extra node flags for the executor, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`
+  const nodeArgs = (process.env.BENCH_EXECUTOR_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const main = path.join(root, 'apps/agent-executor/dist/main.js');
+  const child = spawn(process.execPath, [...nodeArgs, main], {
     env: { ...process.env, ...env, PORT: String(port), LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
@@ -119,7 +138,8 @@ async function startExecutor(env) {
   return child;
 }
 
-async function benchBus(nc, natsUrl) {
+/** Starts the executor on a fresh database and warms it up; `busRound` then measures through it. */
+async function setupBus(nc, natsUrl, natsPid) {
   const db = await testing.createTestDatabase('aob_bench');
   const jsm = await jetstreamManager(nc);
   await events.provisionJetStream(jsm);
@@ -128,60 +148,153 @@ async function benchBus(nc, natsUrl) {
     DATABASE_URL: db.url,
     EXECUTOR_CONCURRENCY: String(CONCURRENCY),
   });
-  try {
-    const js = jetstream(nc);
-    const publishRun = (i, prefix) => {
-      const ce = new CloudEvent({
-        id: `${prefix}-${i}`,
-        source: 'aob://bench',
-        type: 'aob.agent.execute.v1',
-        tenantid: 'bench',
-        datacontenttype: 'application/json',
-        data: { agent: 'echo', input: { message: i } },
-      });
-      const { headers, data } = events.encodeBinary(ce);
-      return js.publish('agent.execute.echo', data, { headers, msgID: ce.id });
-    };
-    // warm-up: JIT, connection pools, prepared plans
-    const warm = nc.subscribe('agent.status.completed');
-    const warmed = waitForCount(warm, 100, 60_000);
-    await publishAll(100, 32, (i) => publishRun(i, 'warm'));
-    await warmed;
-    warm.unsubscribe();
-
-    const sub = nc.subscribe('agent.status.completed');
-    const done = waitForCount(sub, BUS_N, 300_000);
-    const t0 = performance.now();
-    await publishAll(BUS_N, 256, (i) => publishRun(i, 'run'));
-    await done;
-    const seconds = (performance.now() - t0) / 1000;
-    sub.unsubscribe();
+  const js = jetstream(nc);
+  const publishRun = (id) => {
+    const ce = new CloudEvent({
+      id,
+      source: 'aob://bench',
+      type: 'aob.agent.execute.v1',
+      tenantid: 'bench',
+      datacontenttype: 'application/json',
+      data: { agent: 'echo', input: { message: id } },
+    });
+    const { headers, data } = events.encodeBinary(ce);
+    return js.publish('agent.execute.echo', data, { headers, msgID: ce.id });
+  };
+  const pg = new PgClient({ connectionString: db.url });
+  await pg.connect();
+  const redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', { lazyConnect: true });
+  await redis.connect();
+  const redisPid = Number(/process_id:(\d+)/.exec(await redis.info('server'))?.[1]);
+  await redis.quit();
+  const participants = async () => {
+    const backends = await pg.query(
+      'SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()',
+    );
     return {
-      runs: BUS_N,
-      seconds: round(seconds),
-      perSecond: round(BUS_N / seconds),
-      executorConcurrency: CONCURRENCY,
+      executor: [executor.pid],
+      natsServer: [natsPid()],
+      postgres: backends.rows.map((r) => r.pid),
+      redis: Number.isFinite(redisPid) ? [redisPid] : [],
     };
-  } finally {
+  };
+  const stop = async () => {
+    await pg.end().catch(() => undefined);
     executor.kill('SIGTERM');
     await new Promise((r) => executor.once('exit', r));
     await db.drop();
+  };
+  try {
+    // warm-up: JIT, connection pools, prepared plans
+    const warm = nc.subscribe('agent.status.completed');
+    const warmed = waitForCount(warm, 200, 60_000);
+    await publishAll(200, 32, (i) => publishRun(`warm-${i}`));
+    await warmed;
+    warm.unsubscribe();
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { publishRun, participants, stop };
+}
+
+async function busRound(nc, bus, round) {
+  const sub = nc.subscribe('agent.status.completed');
+  const done = waitForCount(sub, BUS_N, 300_000);
+  const cpu = await cpuProbe(bus.participants);
+  const t0 = performance.now();
+  await publishAll(BUS_N, 256, (i) => bus.publishRun(`run-${round}-${i}`));
+  await done;
+  const seconds = (performance.now() - t0) / 1000;
+  const cpuMsPerRun = await cpu(BUS_N);
+  sub.unsubscribe();
+  return { runs: BUS_N, seconds: round2(seconds), perSecond: round2(BUS_N / seconds), cpuMsPerRun };
+}
+
+/** CPU seconds (user + system) a process has used so far; undefined where /proc is not there. */
+function cpuSeconds(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, in clock ticks (USER_HZ 100)
+  } catch {
+    return undefined;
   }
 }
 
-const round = (x) => Math.round(x * 100) / 100;
+/**
+ * Where the CPU goes: per participant, CPU seconds used during a round. Postgres counts the
+ * backends connected to the bench database; Redis is the whole server (the bench is its main user).
+ */
+async function cpuProbe(participants) {
+  const read = async () => {
+    const out = {};
+    for (const [name, pids] of Object.entries(await participants())) {
+      const secs = pids.map(cpuSeconds).filter((x) => x !== undefined);
+      if (secs.length > 0) out[name] = secs.reduce((a, b) => a + b, 0);
+    }
+    out.bench = process.cpuUsage().user / 1e6 + process.cpuUsage().system / 1e6;
+    return out;
+  };
+  const before = await read();
+  return async (per) => {
+    const after = await read();
+    const used = {};
+    for (const [name, v] of Object.entries(after))
+      if (before[name] !== undefined) used[name] = round2(((v - before[name]) * 1000) / per);
+    return used; // CPU milliseconds per message / run
+  };
+}
 
-/** Runs the section on a private nats-server of its own; returns its JSON. */
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+};
+
+const round2 = (x) => Math.round(x * 100) / 100;
+
+/**
+ * Runs the section on a private nats-server of its own; returns its JSON. Raw and bus rounds
+ * alternate (raw, bus, raw, bus, ...) so that a noisy neighbour hits both sides alike; the ratio
+ * is the median of the per-round ratios.
+ */
 export async function run() {
   const server = await testing.startNatsServer();
   const nc = await connect({ servers: server.url });
+  const raw = await setupRaw(nc);
+  let bus;
   try {
-    log(`raw JetStream, ${RAW_N} messages`);
-    const raw = await benchRaw(nc);
-    log(`AOB bus, ${BUS_N} echo runs`);
-    const bus = await benchBus(nc, server.url);
-    return { raw, bus, ratio: round(bus.perSecond / raw.perSecond), goal: 'bus >= 0.10 x raw' };
+    const natsPid = () => server.pid;
+    bus = await setupBus(nc, server.url, natsPid);
+    const rounds = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      log(`round ${r + 1}/${ROUNDS}: raw JetStream, ${RAW_N} messages`);
+      const rawResult = await rawRound(nc, raw, r, natsPid);
+      log(`round ${r + 1}/${ROUNDS}: AOB bus, ${BUS_N} echo runs`);
+      const busResult = await busRound(nc, bus, r);
+      rounds.push({
+        rawPerSecond: rawResult.perSecond,
+        busPerSecond: busResult.perSecond,
+        ratio: round2(busResult.perSecond / rawResult.perSecond),
+        rawCpuMsPerMessage: rawResult.cpuMsPerMessage,
+        busCpuMsPerRun: busResult.cpuMsPerRun,
+      });
+    }
+    return {
+      raw: { messages: RAW_N, perSecond: round2(median(rounds.map((r) => r.rawPerSecond))) },
+      bus: {
+        runs: BUS_N,
+        perSecond: round2(median(rounds.map((r) => r.busPerSecond))),
+        executorConcurrency: CONCURRENCY,
+      },
+      ratio: round2(median(rounds.map((r) => r.ratio))),
+      rounds,
+      goal: 'bus >= 0.10 x raw (median of per-round ratios)',
+    };
   } finally {
+    raw.stop();
+    await bus?.stop();
     await nc.close();
     await server.stop();
   }

@@ -18,6 +18,8 @@ export interface TestNatsServer {
   port: number;
   monitorUrl?: string;
   storeDir: string;
+  /** Process id of the running server (changes on restart). */
+  readonly pid: number | undefined;
   /** Stops the server and deletes its store. */
   stop(signal?: 'SIGTERM' | 'SIGKILL'): Promise<void>;
   /** Stops (SIGTERM by default, SIGKILL to simulate a crash) and starts again on the same port and store. */
@@ -53,6 +55,9 @@ export async function startNatsServer(opts: StartNatsServerOptions = {}): Promis
     port,
     ...(monitor === undefined ? {} : { monitorUrl: `http://${HOST}:${monitor}` }),
     storeDir,
+    get pid() {
+      return child.pid;
+    },
     async stop(signal = 'SIGTERM') {
       await kill(signal);
       await rm(storeDir, { recursive: true, force: true });
