@@ -43,6 +43,7 @@ import { RunStatusHandler } from './projection/run-status.handler';
 import { RunEventsController } from './run-events/run-events.controller';
 import { RunEventsService } from './run-events/run-events.service';
 import { RunQueryService } from './runs/run-query.service';
+import { RunCancellationService } from './runs/run-cancellation.service';
 import { RunSubmissionService } from './runs/run-submission.service';
 import { RunRepository } from './runs/run.repository';
 import { RunsController } from './runs/runs.controller';
@@ -101,6 +102,7 @@ export class GatewayModule {
         OutboxRelay,
         RunRepository,
         RunSubmissionService,
+        RunCancellationService,
         RunQueryService,
         RunEventsService,
         RunProjectionRepository,

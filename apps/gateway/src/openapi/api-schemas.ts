@@ -35,6 +35,24 @@ export const problemSchema = z
   })
   .describe('RFC 9457 problem details (application/problem+json)');
 
+export const runCancelSchema = z
+  .object({
+    reason: z
+      .string()
+      .min(1)
+      .max(1_000)
+      .optional()
+      .describe('why; carried on the cancelled event (default "cancelled through the API")'),
+  })
+  .strict();
+export const runCancelAcceptedSchema = z.object({
+  runId: z.string(),
+  status: z
+    .enum(['queued', 'running', 'cancelled'])
+    .describe(
+      '`cancelled` when the run ended at once (never handed to a worker, or cancelled before); else its current status until the executor stops it',
+    ),
+});
 export const runAcceptedSchema = z.object({ runId: idSchema, status: z.literal('queued') });
 
 export const runSchema = z.object({
@@ -167,6 +185,8 @@ export const API_SCHEMAS = {
   Problem: problemSchema,
   ExecuteRequest: executeRequestSchema,
   RunAccepted: runAcceptedSchema,
+  RunCancel: runCancelSchema,
+  RunCancelAccepted: runCancelAcceptedSchema,
   Run: runSchema,
   RunList: runListSchema,
   RunStatusEventData: sseStatusDataSchema,

@@ -50,7 +50,7 @@ describe('OpenAPI document', () => {
         .map(([m]) => `${m} ${path}`),
     );
     expect(planned).toContain('get /v1/usage');
-    expect(planned).toContain('post /v1/runs/{runId}/cancel');
+    expect(planned).not.toContain('post /v1/runs/{runId}/cancel');
     expect(planned).not.toContain('post /v1/runs');
   });
 

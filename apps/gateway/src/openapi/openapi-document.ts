@@ -179,16 +179,24 @@ function paths(): OpenApiDocument['paths'] {
     '/v1/runs/{runId}/cancel': {
       post: op({
         operationId: 'cancelRun',
-        summary: 'Cancel a run; it ends `cancelled` (answers 501 until implemented)',
+        summary:
+          'Cancel a run: a queued run never starts, a running one is stopped (its model stream closed); it ends `cancelled` with event `cancelled` (repeating the request is harmless)',
         permission: 'runs:cancel',
-        planned: true,
         tags: ['runs'],
         parameters: [idParam('runId', 'run id')],
+        requestBody: {
+          required: false,
+          content: { 'application/json': { schema: ref('RunCancel') } },
+        },
         responses: {
-          '202': jsonBody('Run', 'cancellation requested'),
+          '202': jsonBody(
+            'RunCancelAccepted',
+            'cancellation requested (or the run is cancelled already)',
+          ),
+          '400': problem('invalid run id or body'),
           ...COMMON_ERRORS,
           '404': problem('no such run in this tenant'),
-          '501': problem('not implemented yet'),
+          '409': problem('the run has completed or failed already'),
         },
       }),
     },

@@ -23,11 +23,19 @@ export type PublishOutcome = { id: string; ok: true } | { id: string; ok: false;
 export class OutboxRepository {
   constructor(@Inject(DataSource) private readonly ds: DataSource) {}
 
-  /** Inside the caller's transaction; the NOTIFY is delivered to every relay when it commits. */
-  async insert(m: EntityManager, msg: NewOutboxMessage): Promise<void> {
+  /**
+   * Inside the caller's transaction; the NOTIFY is delivered to every relay when it commits.
+   * `ifAbsent`: a row with the same event id (a repeated request) is left as it is.
+   */
+  async insert(
+    m: EntityManager,
+    msg: NewOutboxMessage,
+    opts: { ifAbsent?: boolean } = {},
+  ): Promise<void> {
     await m.query(
       `WITH inserted AS (
          INSERT INTO gateway.outbox (event_id, subject, headers, payload) VALUES ($1, $2, $3::jsonb, $4)
+         ${opts.ifAbsent ? 'ON CONFLICT (event_id) DO NOTHING' : ''}
        )
        SELECT pg_notify('${OUTBOX_CHANNEL}', '')`,
       [msg.eventId, msg.subject, JSON.stringify(msg.headers), Buffer.from(msg.payload)],

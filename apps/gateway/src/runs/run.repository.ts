@@ -19,6 +19,25 @@ export interface NewRun {
   eventId: string;
 }
 
+/** What a cancel request did to the run (RunRepository.requestCancel). */
+export type CancelOutcome =
+  | { kind: 'not-found' }
+  | { kind: 'finished'; status: 'completed' | 'failed' }
+  | { kind: 'already-cancelled' }
+  /** The execute event was never published: the run was ended in this transaction. */
+  | { kind: 'ended-here' }
+  /** The cancel request is in the outbox; the executor ends the run. */
+  | { kind: 'requested'; status: RunStatus };
+
+export interface CancelMessages {
+  /** `aob.agent.cancel.v1` for the executors. */
+  request: NewOutboxMessage;
+  /** `agent.status.cancelled`, published only when the run is ended here. */
+  cancelled: NewOutboxMessage;
+  /** The run's `error` when it is ended here. */
+  error: unknown;
+}
+
 /** Which uniqueness rule an insert broke. */
 export type RunInsertConflict = 'run-id' | 'idempotency-key';
 
@@ -94,6 +113,48 @@ export class RunRepository {
       }
       await this.outbox.insert(m, message);
       return { created: true };
+    });
+  }
+
+  /**
+   * Records a cancel request in one transaction, the run row locked: the request event goes to the
+   * outbox (once per run: a repeated request changes nothing), and when the run's execute event is
+   * still unsent its outbox row is deleted and the run ends `cancelled` here. The relay holds the
+   * rows it is publishing locked, so a row it is sending right now is never deleted.
+   */
+  async requestCancel(
+    tenantId: string,
+    runId: string,
+    build: (run: { agent: string }) => CancelMessages,
+  ): Promise<CancelOutcome> {
+    return this.ds.transaction(async (m: EntityManager) => {
+      const rows: { agent: string; status: RunStatus; event_id: string | null }[] = await m.query(
+        `SELECT agent, status, event_id FROM gateway.runs WHERE run_id = $1 AND tenant_id = $2 FOR UPDATE`,
+        [runId, tenantId],
+      );
+      const run = rows[0];
+      if (!run) return { kind: 'not-found' };
+      if (run.status === 'completed' || run.status === 'failed')
+        return { kind: 'finished', status: run.status };
+      if (run.status === 'cancelled') return { kind: 'already-cancelled' };
+      const messages = build(run);
+      await this.outbox.insert(m, messages.request, { ifAbsent: true });
+      if (run.status === 'queued' && run.event_id !== null) {
+        const unsent: unknown[] = await m.query(
+          `WITH gone AS (DELETE FROM gateway.outbox WHERE event_id = $1 AND sent_at IS NULL RETURNING 1)
+           SELECT 1 FROM gone`,
+          [run.event_id],
+        );
+        if (unsent.length > 0) {
+          await m.query(
+            `UPDATE gateway.runs SET status = 'cancelled', error = $2::jsonb, updated_at = now() WHERE run_id = $1`,
+            [runId, JSON.stringify(messages.error)],
+          );
+          await this.outbox.insert(m, messages.cancelled, { ifAbsent: true });
+          return { kind: 'ended-here' };
+        }
+      }
+      return { kind: 'requested', status: run.status };
     });
   }
 

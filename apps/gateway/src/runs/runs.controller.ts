@@ -12,12 +12,13 @@ import {
 } from '@nestjs/common';
 import type { Response } from 'express';
 import { CurrentPrincipal, RequirePermission, type Principal } from '@aob/auth';
-import { ProblemException, ProblemExceptionFilter } from '../common/problem.exception';
+import { ProblemExceptionFilter } from '../common/problem.exception';
 import { QuotaRejectedFilter } from '../quotas/quota-rejected.exception';
 import { runListQuerySchema } from '../common/list-query';
 import { validTraceparent } from '../common/traceparent';
 import { parseOrThrow } from '../common/validation';
 import { parseIdempotencyKey } from './idempotency-key';
+import { RunCancellationService, type CancelAnswer } from './run-cancellation.service';
 import { RunQueryService, type RunPage } from './run-query.service';
 import type { RunView } from './run-record';
 import { RunSubmissionService } from './run-submission.service';
@@ -28,6 +29,7 @@ export class RunsController {
   constructor(
     private readonly submission: RunSubmissionService,
     private readonly query: RunQueryService,
+    private readonly cancellation: RunCancellationService,
   ) {}
 
   @Post()
@@ -68,19 +70,19 @@ export class RunsController {
     return this.query.get(principal.tenantId, runId);
   }
 
-  /** Cancellation that reaches workers is the reliability issue's work (README). */
+  /**
+   * 202: the run ends `cancelled` (at once when it was never handed to a worker, else when the
+   * executor has stopped it). Already cancelled: 202 again. Completed or failed: 409. Unknown or
+   * another tenant's: 404.
+   */
   @Post(':runId/cancel')
+  @HttpCode(202)
   @RequirePermission('runs:cancel')
-  async cancel(
+  cancel(
     @CurrentPrincipal() principal: Principal,
     @Param('runId') runId: string,
-  ): Promise<never> {
-    await this.query.record(principal.tenantId, runId);
-    throw new ProblemException(
-      501,
-      'not-implemented',
-      'Not Implemented',
-      'run cancellation is not implemented yet: marking a queued run cancelled here would not stop a worker from running it later',
-    );
+    @Body() body: unknown,
+  ): Promise<CancelAnswer> {
+    return this.cancellation.cancel(principal, runId, body);
   }
 }

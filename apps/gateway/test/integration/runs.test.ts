@@ -329,16 +329,6 @@ describe('gateway: submitting runs', () => {
       expect(body.items[1]?.inputSchema.type).toBe('object');
     });
 
-    it('answers 501 for cancel (not implemented yet) and 404 for an unknown run', async () => {
-      const created = (await (
-        await gw.request('/v1/runs', { method: 'POST', json: { agent: 'echo', input: {} } })
-      ).json()) as { runId: string };
-      const res = await gw.request(`/v1/runs/${created.runId}/cancel`, { method: 'POST' });
-      expect(res.status).toBe(501);
-      expect(await res.json()).toMatchObject({ code: 'NotImplemented', status: 501 });
-      expect((await gw.request('/v1/runs/nope/cancel', { method: 'POST' })).status).toBe(404);
-    });
-
     it('serves /openapi.json without credentials, equal to the committed document', async () => {
       const res = await gw.request('/openapi.json', { key: null });
       expect(res.status).toBe(200);

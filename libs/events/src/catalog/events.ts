@@ -5,6 +5,7 @@ import {
   executeRequestSchema,
   quotaExceededSchema,
   runCancelledSchema,
+  runCancelRequestSchema,
   runFailureSchema,
   runResultSchema,
   runStartedSchema,
@@ -60,6 +61,13 @@ export const EVENTS = {
     subject: 'agent.status.cancelled',
     stream: 'AGENT_STATUS',
     schema: runCancelledSchema,
+  }),
+  /** Added to the contract: a request to cancel a run; every executor follows AGENT_CONTROL. */
+  agentCancel: define({
+    type: 'aob.agent.cancel.v1',
+    subject: 'agent.control.cancel',
+    stream: 'AGENT_CONTROL',
+    schema: runCancelRequestSchema,
   }),
   meteringUsage: define({
     type: 'aob.metering.usage.v1',

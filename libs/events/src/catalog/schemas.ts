@@ -84,6 +84,17 @@ export const runCancelledSchema = z.object({
 });
 export type RunCancelled = z.infer<typeof runCancelledSchema>;
 
+/**
+ * Added to the contract: `aob.agent.cancel.v1` on `agent.control.cancel`, the request to cancel a
+ * run (published by the gateway for `POST /v1/runs/:runId/cancel`; `tenantid` required).
+ */
+export const runCancelRequestSchema = z.object({
+  runId: idSchema,
+  agent: agentNameSchema.optional(),
+  reason: z.string().max(1_000),
+});
+export type RunCancelRequest = z.infer<typeof runCancelRequestSchema>;
+
 /** Added to the contract: one per finished (checkpointed) step. */
 export const runStepSchema = z.object({
   runId: idSchema,

@@ -35,6 +35,17 @@ export const STREAMS = {
     duplicateWindowMs: 120_000,
     storage: 'file',
   },
+  /**
+   * Added to the contract: control events for running and queued runs (`agent.control.cancel`).
+   * Every executor follows it with an ephemeral ordered consumer from the start (24 h back).
+   */
+  AGENT_CONTROL: {
+    name: 'AGENT_CONTROL',
+    subjects: ['agent.control.>'],
+    maxAgeMs: DAY,
+    duplicateWindowMs: 120_000,
+    storage: 'file',
+  },
   DLQ: {
     name: 'DLQ',
     subjects: ['dlq.>'],
