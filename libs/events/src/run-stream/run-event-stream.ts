@@ -51,8 +51,8 @@ export function isTerminalRunEvent(name: string): name is 'completed' | 'failed'
 type RawEntry = [id: string, fields: string[]];
 
 /**
- * Per-run event log for UIs (SSE), one Redis stream per run. Only XADD, XRANGE, XREAD, EXPIRE and
- * MULTI: commands Dragonfly implements the same way as Redis.
+ * Per-run event log for UIs (SSE), one Redis stream per run. Only XADD, XRANGE, XREAD and EXPIRE:
+ * commands Dragonfly implements the same way as Redis.
  */
 export class RunEventStream {
   private readonly keyPrefix: string;
@@ -76,21 +76,22 @@ export class RunEventStream {
     if (!EVENT_NAMES.has(event))
       throw new DomainError('InvalidRequest', `unknown run stream event "${event}"`);
     const key = this.key(runId);
-    const results = await this.redis
-      .multi()
-      .xadd(key, '*', 'event', event, 'data', JSON.stringify(data ?? null))
-      .expire(key, this.ttlSeconds)
-      .exec();
-    if (!results)
-      throw new DomainError('Unavailable', `append to ${key} was aborted`, { retryable: true });
-    const [xadd, expire] = results;
-    const failed = xadd?.[0] ?? expire?.[0];
-    if (failed)
-      throw new DomainError('Unavailable', `append to ${key} failed: ${failed.message}`, {
+    // Two commands, no MULTI: issued in one tick they travel in one write (auto-pipelining, see
+    // RedisModule), together with other runs' appends. Without MULTI a failure between them could
+    // leave one entry without a refreshed TTL; the next append (every run ends with a terminal one)
+    // sets it again.
+    const [id] = await Promise.all([
+      this.redis.xadd(key, '*', 'event', event, 'data', JSON.stringify(data ?? null)),
+      this.redis.expire(key, this.ttlSeconds),
+    ]).catch((err: unknown) => {
+      throw new DomainError('Unavailable', `append to ${key} failed: ${describe(err)}`, {
         retryable: true,
-        cause: failed,
+        cause: err,
       });
-    return xadd?.[1] as string;
+    });
+    if (id === null)
+      throw new DomainError('Unavailable', `append to ${key} was refused`, { retryable: true });
+    return id;
   }
 
   /** Entries after `afterId` (exclusive), oldest first, at most `count`. */
@@ -182,3 +183,5 @@ function nextEntryId(id: string): string {
   // seq is a 64-bit unsigned counter; past its maximum the next id is the following millisecond.
   return next > 18446744073709551615n ? `${BigInt(ms) + 1n}-0` : `${ms}-${next}`;
 }
+
+const describe = (err: unknown): string => (err instanceof Error ? err.message : String(err));
