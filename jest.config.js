@@ -21,7 +21,10 @@ const common = {
     '^.+\\.(t|j)s$': ['@swc/jest', { ...swc, swcrc: false }],
   },
   transformIgnorePatterns: [`/node_modules/(?!(${ESM_ONLY.join('|')})/)`],
-  moduleNameMapper: { '^@aob/([a-z-]+)$': '<rootDir>/libs/$1/src' },
+  moduleNameMapper: {
+    '^@aob/observability/tracing$': '<rootDir>/libs/observability/src/tracing/start',
+    '^@aob/([a-z-]+)$': '<rootDir>/libs/$1/src',
+  },
   testEnvironment: 'node',
   // .ts first: a stray compiled .js beside a source must never shadow it
   moduleFileExtensions: ['ts', 'js', 'mjs', 'json'],

@@ -1,3 +1,4 @@
+import './tracing';
 import 'reflect-metadata';
 import { startExecutor } from './bootstrap';
 import { APP_NAME } from './app.module';

@@ -1,3 +1,4 @@
+import './tracing';
 import 'reflect-metadata';
 import { bootstrapHttpApp } from '@aob/observability';
 import { APP_NAME, AppModule } from './app.module';

@@ -1,3 +1,4 @@
+import './tracing';
 import 'reflect-metadata';
 import { ConfigError } from '@aob/config';
 import { startGateway } from './app.module';

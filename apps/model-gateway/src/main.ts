@@ -1,3 +1,4 @@
+import './tracing';
 import 'reflect-metadata';
 import { APP_NAME } from './app.module';
 import { startModelGateway } from './bootstrap';

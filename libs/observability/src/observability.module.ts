@@ -1,10 +1,26 @@
-import { type DynamicModule, Global, Module } from '@nestjs/common';
+import {
+  type DynamicModule,
+  Global,
+  Injectable,
+  Module,
+  type OnApplicationShutdown,
+} from '@nestjs/common';
 import { LoggerModule } from 'nestjs-pino';
 import { randomUUID } from 'node:crypto';
 import { HealthController } from './health/health.controller';
 import { HealthRegistry } from './health/health-registry';
 import { logDestination, REDACT_PATHS } from './logging/logger';
 import { collectProcessMetrics } from './metrics/metrics';
+import { shutdownTracing } from './tracing/start';
+import { traceLogMixin } from './tracing/log-fields';
+
+/** Exports the spans still buffered when the app stops (nothing to do when tracing is off). */
+@Injectable()
+class TracingShutdown implements OnApplicationShutdown {
+  async onApplicationShutdown(): Promise<void> {
+    await shutdownTracing();
+  }
+}
 
 export interface ObservabilityOptions {
   app: string;
@@ -20,6 +36,7 @@ const QUIET_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
 export class ObservabilityModule {
   static forRoot(opts: ObservabilityOptions): DynamicModule {
     collectProcessMetrics();
+    const mixin = traceLogMixin();
     return {
       module: ObservabilityModule,
       imports: [
@@ -28,6 +45,8 @@ export class ObservabilityModule {
             stream: logDestination(),
             level: opts.logLevel ?? 'info',
             base: { app: opts.app, pid: process.pid },
+            // trace_id / span_id of the active span on every line, when tracing is on
+            ...(mixin === undefined ? {} : { mixin }),
             redact: { paths: REDACT_PATHS, censor: '[redacted]' },
             genReqId: (req, res) => {
               const given = req.headers['x-request-id'];
@@ -50,7 +69,7 @@ export class ObservabilityModule {
         }),
       ],
       controllers: [HealthController],
-      providers: [HealthRegistry],
+      providers: [HealthRegistry, TracingShutdown],
       exports: [HealthRegistry],
     };
   }

@@ -8,7 +8,7 @@ import {
 import type { JetStreamClient } from '@nats-io/jetstream';
 import { headers as natsHeaders, type NatsConnection } from '@nats-io/nats-core';
 import { JETSTREAM, NATS_CONNECTION } from '@aob/events';
-import { counter, gauge } from '@aob/observability';
+import { counter, gauge, startMessageSpan, tracingEnabled } from '@aob/observability';
 import { GATEWAY_CONFIG, type GatewayConfig } from '../config';
 import { OutboxWakeup } from './outbox-wakeup';
 import {
@@ -30,6 +30,25 @@ const publishedCounter = () =>
     help: 'Outbox rows published to JetStream, by outcome',
     labelNames: ['outcome'] as const,
   });
+
+/** The relay's publish of one row, parented to the trace context stored in its CloudEvent headers. */
+function publishSpan(row: PendingOutboxMessage) {
+  const tenantId = row.headers['ce-tenantid'];
+  const runId = row.headers['ce-subject'];
+  return startMessageSpan(
+    {
+      operation: 'publish',
+      destination: row.subject,
+      messageId: row.eventId,
+      bodySize: row.payload.length,
+      ...(row.headers['ce-type'] === undefined ? {} : { eventType: row.headers['ce-type'] }),
+      ...(row.headers['ce-source'] === undefined ? {} : { eventSource: row.headers['ce-source'] }),
+      ...(tenantId === undefined ? {} : { tenantId }),
+      ...(runId === undefined ? {} : { runId }),
+    },
+    { traceparent: row.headers['ce-traceparent'], tracestate: row.headers['ce-tracestate'] },
+  );
+}
 
 /**
  * Publishes gateway.outbox rows to JetStream. Wakes on each commit (LISTEN/NOTIFY, any replica),
@@ -151,15 +170,19 @@ export class OutboxRelay implements OnApplicationBootstrap, OnModuleDestroy {
       rows.map(async (row): Promise<PublishOutcome> => {
         const h = natsHeaders();
         for (const [name, value] of Object.entries(row.headers)) h.set(name, value);
+        // Tracing on: a `publish` span continuing the trace of the request that wrote the row.
+        const span = tracingEnabled() ? publishSpan(row) : undefined;
         try {
           await this.js.publish(row.subject, row.payload, {
             headers: h,
             msgID: row.eventId,
             timeout: PUBLISH_TIMEOUT_MS,
           });
+          span?.end();
           this.published.inc({ outcome: 'ok' });
           return { id: row.id, ok: true };
         } catch (err) {
+          span?.end(err);
           this.published.inc({ outcome: 'error' });
           return { id: row.id, ok: false, error: (err as Error).message };
         }

@@ -12,7 +12,7 @@ import {
   RunEventStream,
   type ExecuteRequest,
 } from '@aob/events';
-import { counter } from '@aob/observability';
+import { counter, startMessageSpan, tracingEnabled, type TraceCarrier } from '@aob/observability';
 import type { Principal } from '@aob/auth';
 import { requestHash } from '../common/canonical-json';
 import { ProblemException } from '../common/problem.exception';
@@ -108,7 +108,28 @@ export class RunSubmissionService {
     const runId = request.runId ?? eventId;
     const threadId = request.threadId ?? runId;
     const data: ExecuteRequest = { ...request, runId, threadId };
-    const { headers, payload } = this.encode(eventId, runId, tenantId, data, opts.traceparent);
+    // Tracing on: a `create` span under the request's span; the outbox row keeps its context, so
+    // the relay's publish and the executor continue the request's trace. Off: the caller's
+    // traceparent, passed through as it came.
+    const created = !tracingEnabled()
+      ? undefined
+      : startMessageSpan({
+          operation: 'create',
+          destination: executeSubject(request.agent),
+          messageId: eventId,
+          eventType: EVENTS.agentExecute.type,
+          eventSource: this.source,
+          tenantId,
+          runId,
+        });
+    created?.end();
+    const { headers, payload } = this.encode(
+      eventId,
+      runId,
+      tenantId,
+      data,
+      created?.carrier() ?? { traceparent: opts.traceparent },
+    );
 
     const result = await this.runs.createWithOutbox(
       {
@@ -167,7 +188,7 @@ export class RunSubmissionService {
     runId: string,
     tenantId: string,
     data: ExecuteRequest,
-    traceparent: string | undefined,
+    { traceparent, tracestate }: TraceCarrier,
   ): { headers: Record<string, string>; payload: Uint8Array } {
     const event = new CloudEvent<ExecuteRequest>({
       id: eventId,
@@ -178,6 +199,7 @@ export class RunSubmissionService {
       datacontenttype: 'application/json',
       tenantid: tenantId,
       ...(traceparent === undefined ? {} : { traceparent }),
+      ...(tracestate === undefined ? {} : { tracestate }),
       data,
     });
     const { headers, data: payload } = encodeBinary(event);

@@ -1,6 +1,8 @@
 import { Logger, type OnApplicationShutdown } from '@nestjs/common';
 import { describeError, isDomainError } from '@aob/errors';
 import type { PublishOptions, UsageRecord } from '@aob/events';
+import { captureTraceContext, runWithContext } from '@aob/observability';
+import type { Context } from '@opentelemetry/api';
 import type { ModelGatewayMetrics } from '../metrics/model-gateway.metrics';
 
 export interface UsagePublisherOptions {
@@ -26,6 +28,8 @@ interface PendingUsage {
   id: string;
   record: UsageRecord;
   attempts: number;
+  /** Tracing on: the request's context, so the usage event continues its trace. */
+  trace: Context | undefined;
 }
 
 /**
@@ -76,7 +80,7 @@ export class UsagePublisher implements OnApplicationShutdown {
       );
       return;
     }
-    this.queue.push({ id, record, attempts: 0 });
+    this.queue.push({ id, record, attempts: 0, trace: captureTraceContext() });
     this.metrics.usageQueueDepth.set(this.queue.length + this.inFlight);
     // publish on a later turn of the event loop: encoding and sending the event then happen
     // after the response that caused it was written, never before
@@ -132,11 +136,13 @@ export class UsagePublisher implements OnApplicationShutdown {
 
   private async send(item: PendingUsage): Promise<void> {
     try {
-      await this.publisher.publish('meteringUsage', item.record, {
-        id: item.id,
-        tenantId: item.record.tenantId,
-        ...(item.record.runId === undefined ? {} : { ceSubject: item.record.runId }),
-      });
+      await runWithContext(item.trace, () =>
+        this.publisher.publish('meteringUsage', item.record, {
+          id: item.id,
+          tenantId: item.record.tenantId,
+          ...(item.record.runId === undefined ? {} : { ceSubject: item.record.runId }),
+        }),
+      );
       this.failuresInARow = 0;
       this.metrics.usageEvents.inc({ outcome: 'published' });
     } catch (err) {

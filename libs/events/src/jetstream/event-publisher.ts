@@ -1,9 +1,17 @@
 import { randomUUID } from 'node:crypto';
 import { DomainError } from '@aob/errors';
 import type { JetStreamClient } from '@nats-io/jetstream';
+import type { MsgHdrs } from '@nats-io/nats-core';
+import {
+  startMessageSpan,
+  tracingEnabled,
+  type MessageSpan,
+  type TraceCarrier,
+} from '@aob/observability';
 import { CloudEvent } from 'cloudevents';
 import { encodeBinary } from '../binding/cloud-event-codec';
 import { JSON_CONTENT_TYPE } from '../binding/nats-binding';
+import { percentEncodeHeaderValue } from '../binding/percent-encoding';
 import { EVENTS, type EventData, type EventKey } from '../catalog';
 import { subjectMatches } from './subject-match';
 
@@ -39,6 +47,17 @@ function isCanonicalTimestamp(value: unknown): boolean {
   if (typeof value !== 'string' || value.length !== 24) return false;
   const ms = Date.parse(value);
   return !Number.isNaN(ms) && new Date(ms).toISOString() === value;
+}
+
+/**
+ * `aob.run_id` of a span: `data.runId`, else the CloudEvent subject (status events: the run id),
+ * else `fallback` (an execute request without runId runs under its event id).
+ */
+export function runIdOf(ceSubject: unknown, data: unknown, fallback?: string): { runId?: string } {
+  const runId = (data as { runId?: unknown } | null | undefined)?.runId;
+  if (typeof runId === 'string') return { runId };
+  if (typeof ceSubject === 'string' && ceSubject !== '') return { runId: ceSubject };
+  return fallback === undefined ? {} : { runId: fallback };
 }
 
 /**
@@ -90,8 +109,26 @@ export class EventPublisher {
         `subject ${subject} does not match ${definition.subject} of ${definition.type}`,
       );
     }
+    const id = opts.id ?? randomUUID();
+    // Tracing on: a producer span (child of the active span, else of the given trace context)
+    // whose context the event carries, so its consumers continue this trace.
+    const span = !tracingEnabled()
+      ? undefined
+      : startMessageSpan(
+          {
+            operation: 'publish',
+            destination: subject,
+            messageId: opts.msgId ?? id,
+            eventType: definition.type,
+            eventSource: this.source,
+            ...(opts.tenantId === undefined ? {} : { tenantId: opts.tenantId }),
+            ...runIdOf(opts.ceSubject, parsed.data),
+          },
+          opts,
+        );
+    const trace = span === undefined ? opts : span.carrier();
     const attributes: Record<string, unknown> = {
-      id: opts.id ?? randomUUID(),
+      id,
       source: this.source,
       type: definition.type,
       time: opts.time ?? new Date().toISOString(),
@@ -101,24 +138,23 @@ export class EventPublisher {
     // The SDK rejects extension attributes whose value is undefined: only set what was given.
     if (opts.ceSubject !== undefined) attributes.subject = opts.ceSubject;
     if (opts.tenantId !== undefined) attributes.tenantid = opts.tenantId;
-    if (opts.traceparent !== undefined) attributes.traceparent = opts.traceparent;
-    if (opts.tracestate !== undefined) attributes.tracestate = opts.tracestate;
+    if (trace.traceparent !== undefined) attributes.traceparent = trace.traceparent;
+    if (trace.tracestate !== undefined) attributes.tracestate = trace.tracestate;
     let event: CloudEvent<unknown>;
     try {
       event = new CloudEvent<unknown>(attributes, this.needsSchemaCheck(opts));
       this.sourceChecked = true;
     } catch (err) {
-      throw new DomainError(
+      const error = new DomainError(
         'InvalidRequest',
         `invalid CloudEvent attributes for ${definition.type}: ${(err as Error).message}`,
         { cause: err },
       );
+      span?.end(error);
+      throw error;
     }
-    return this.publishCloudEvent(
-      subject,
-      event,
-      opts.msgId === undefined ? {} : { msgId: opts.msgId },
-    );
+    const { headers, data: payload } = encodeBinary(event);
+    return this.send(subject, event, headers, payload, opts.msgId ?? event.id, span);
   }
 
   /**
@@ -148,14 +184,51 @@ export class EventPublisher {
     opts: { msgId?: string } = {},
   ): Promise<PublishResult> {
     const { headers, data } = encodeBinary(event);
+    const msgId = opts.msgId ?? event.id;
+    if (!tracingEnabled()) return this.send(natsSubject, event, headers, data, msgId, undefined);
+    const str = (v: unknown) => (typeof v === 'string' ? v : undefined);
+    const given: TraceCarrier = {
+      traceparent: str(event.traceparent),
+      tracestate: str(event.tracestate),
+    };
+    const span = startMessageSpan(
+      {
+        operation: 'publish',
+        destination: natsSubject,
+        messageId: msgId,
+        eventType: event.type,
+        eventSource: event.source,
+        ...(str(event.tenantid) === undefined ? {} : { tenantId: str(event.tenantid) }),
+        ...runIdOf(event.subject, event.data),
+      },
+      given,
+    );
+    // An existing event keeps its own (origin) trace context; one without gets this span's.
+    if (span !== undefined && given.traceparent === undefined) {
+      const carrier = span.carrier();
+      if (carrier.traceparent !== undefined) headers.set('ce-traceparent', carrier.traceparent);
+      if (carrier.tracestate !== undefined)
+        headers.set('ce-tracestate', percentEncodeHeaderValue(carrier.tracestate));
+    }
+    return this.send(natsSubject, event, headers, data, msgId, span);
+  }
+
+  private async send(
+    natsSubject: string,
+    event: CloudEvent<unknown>,
+    headers: MsgHdrs,
+    data: Uint8Array,
+    msgId: string,
+    span: MessageSpan | undefined,
+  ): Promise<PublishResult> {
     try {
-      const ack = await this.js.publish(natsSubject, data, {
-        msgID: opts.msgId ?? event.id,
-        headers,
-      });
+      const ack = await this.js.publish(natsSubject, data, { msgID: msgId, headers });
+      span?.setAttribute('messaging.nats.stream.sequence', ack.seq);
+      if (ack.duplicate) span?.setAttribute('messaging.nats.duplicate', true);
+      span?.end();
       return { id: event.id, seq: ack.seq, duplicate: ack.duplicate };
     } catch (err) {
-      throw new DomainError(
+      const error = new DomainError(
         'Unavailable',
         `publish of ${event.type} ${event.id} to ${natsSubject} failed: ${(err as Error).message}`,
         {
@@ -163,6 +236,8 @@ export class EventPublisher {
           cause: err,
         },
       );
+      span?.end(error);
+      throw error;
     }
   }
 }

@@ -9,13 +9,17 @@ import {
 import { millis, type NatsConnection } from '@nats-io/nats-core';
 import { Logger, type LoggerService } from '@nestjs/common';
 import { Server, type CustomTransportStrategy } from '@nestjs/microservices';
+import { startMessageSpan, tracingEnabled, type MessageSpan } from '@aob/observability';
 import { isObservable, lastValueFrom } from 'rxjs';
 import { decodeCloudEventDetailed } from '../binding/cloud-event-codec';
-import { eventByType, type ConsumerSpec } from '../catalog';
+import { EVENTS, eventByType, type ConsumerSpec } from '../catalog';
+import { runIdOf } from '../jetstream/event-publisher';
 import { BoundedPool } from './bounded-pool';
 import type { InboundEvent } from './inbound-event';
 import { JetStreamContext } from './jetstream-context';
 import { describeFailure, retryDelayMs, settlementFor, type HandlingOutcome } from './settlement';
+
+const EXECUTE_TYPE = EVENTS.agentExecute.type;
 
 /** Transport id of JetStreamServer (Nest `transportId`). */
 export const JETSTREAM_TRANSPORT = Symbol.for('aob.jetstream');
@@ -109,6 +113,43 @@ async function stopPulling(messages: ConsumerMessages | undefined): Promise<void
     }
   }
   await messages.close();
+}
+
+/** Runs a handler to its end, Observable results included (the traced path runs it in a span's context). */
+async function invokeHandler(
+  handler: NonNullable<ReturnType<Server['getHandlerByPattern']>>,
+  inbound: InboundEvent,
+  ctx: JetStreamContext,
+): Promise<void> {
+  const result: unknown = await handler(inbound, ctx);
+  if (isObservable(result)) await lastValueFrom(result, { defaultValue: undefined });
+}
+
+/** `process <subject>` CONSUMER span continuing the trace the event carries (tracing on only). */
+function startConsumerSpan(
+  msg: JsMsg,
+  durable: string,
+  inbound: InboundEvent,
+): MessageSpan | undefined {
+  return startMessageSpan(
+    {
+      operation: 'process',
+      destination: msg.subject,
+      consumerGroup: durable,
+      messageId: inbound.id,
+      eventType: inbound.type,
+      eventSource: inbound.source,
+      bodySize: msg.data.length,
+      deliveryCount: msg.info.deliveryCount,
+      ...(inbound.tenantId === undefined ? {} : { tenantId: inbound.tenantId }),
+      ...runIdOf(
+        inbound.subject,
+        inbound.data,
+        inbound.type === EXECUTE_TYPE ? inbound.id : undefined,
+      ),
+    },
+    inbound,
+  );
 }
 
 /**
@@ -330,6 +371,8 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
     }, this.workingIntervalMs(rt));
     const meta: Pick<TerminationInfo, 'eventId' | 'eventType' | 'tenantId'> = {};
     let outcome: HandlingOutcome;
+    // Tracing on: a CONSUMER span, child of the event's traceparent, around handler and settlement.
+    let span: MessageSpan | undefined;
     try {
       const { inbound, handler } = this.prepare(msg, rt, meta);
       const ctx = new JetStreamContext(
@@ -337,21 +380,31 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
         { stream: rt.spec.stream, durable: rt.spec.durable, maxDeliver: rt.maxDeliver },
         this.shutdown.signal,
       );
-      const result: unknown = await handler(inbound, ctx);
-      if (isObservable(result)) await lastValueFrom(result, { defaultValue: undefined });
+      if (tracingEnabled()) {
+        span = startConsumerSpan(msg, rt.spec.durable, inbound);
+        await span!.run(invokeHandler, handler, inbound, ctx);
+      } else {
+        const result: unknown = await handler(inbound, ctx);
+        if (isObservable(result)) await lastValueFrom(result, { defaultValue: undefined });
+      }
       outcome = { ok: true };
     } catch (error) {
       outcome = { ok: false, error, poison: error instanceof PoisonMessage };
       this.noticeSwallowedError(error);
     }
+    let settlement: string | undefined;
     try {
-      await this.settle(entry, rt, outcome, meta);
+      settlement = await this.settle(entry, rt, outcome, meta);
     } catch (err) {
       this.log.error(
         `settling ${rt.spec.stream} seq ${msg.info.streamSequence} failed: ${(err as Error).message}`,
       );
     } finally {
       clearInterval(keepAlive);
+    }
+    if (span !== undefined) {
+      if (settlement !== undefined) span.setAttribute('messaging.nats.settlement', settlement);
+      span.end(outcome.ok ? undefined : outcome.error);
     }
   }
 
@@ -426,14 +479,15 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
     return handler ?? null;
   }
 
+  /** Settles the message; returns what was done (`ack`, `nak`, `term`), undefined when nothing was. */
   private async settle(
     entry: InFlight,
     rt: ConsumerRuntime,
     outcome: HandlingOutcome,
     meta: Pick<TerminationInfo, 'eventId' | 'eventType' | 'tenantId'>,
-  ): Promise<void> {
+  ): Promise<'ack' | 'nak' | 'term' | undefined> {
     // Already released by close() after the grace period: another worker owns it now.
-    if (entry.settled) return;
+    if (entry.settled) return undefined;
     const { msg } = entry;
     const delivery = { deliveryCount: msg.info.deliveryCount, maxDeliver: rt.maxDeliver };
     const decision = settlementFor(outcome, delivery, rt.spec);
@@ -444,7 +498,7 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
       // lost on the way only means a redelivery, which handlers must absorb anyway (at-least-once).
       // close() flushes the connection, so acks of finished handlers are sent before it returns.
       msg.ack();
-      return;
+      return 'ack';
     }
     if (decision.action === 'nak') {
       entry.settled = true;
@@ -452,7 +506,7 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
       this.log.warn(
         `retrying ${where} in ${decision.delayMs} ms (delivery ${delivery.deliveryCount}/${delivery.maxDeliver}): ${describeFailure(outcome.ok ? undefined : outcome.error).message}`,
       );
-      return;
+      return 'nak';
     }
     const info: TerminationInfo = {
       stream: rt.spec.stream,
@@ -470,23 +524,24 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
       try {
         await this.options.onTerminate(info);
       } catch (err) {
-        if (entry.settled) return;
+        if (entry.settled) return undefined;
         entry.settled = true;
         const delayMs = retryDelayMs(delivery.deliveryCount, rt.spec);
         msg.nak(delayMs);
         this.log.error(
           `onTerminate failed for ${where} (${(err as Error).message}); nak(${delayMs}) instead of term so the message is not lost. Reason was ${decision.code}: ${decision.reason}`,
         );
-        return;
+        return 'nak';
       }
     }
-    if (entry.settled) return;
+    if (entry.settled) return undefined;
     entry.settled = true;
     // No reason argument: nats-server 2.9.10 ignores `+TERM <reason>` entirely (NOTES-nats.md).
     msg.term();
     this.log.warn(
       `terminated ${where} after ${delivery.deliveryCount} deliveries: ${decision.code}: ${decision.reason}`,
     );
+    return 'term';
   }
 
   /** Nest's default filter turns errors into `{status:'error', message}`: say once how to fix it. */

@@ -6,6 +6,7 @@ import helmet from 'helmet';
 import { Logger } from 'nestjs-pino';
 import { httpRequestDuration } from '../metrics/metrics';
 import { sendProblem, toProblem } from './problem-details';
+import { routeTemplate } from './route-template';
 import { ProblemDetailsFilter } from './problem-details.filter';
 
 export interface HttpAppOptions {
@@ -86,12 +87,10 @@ function requestMetrics(app: string): RequestHandler {
   return (req, res, next) => {
     const end = hist.startTimer();
     res.on('finish', () => {
-      // route template, never the raw URL: ids in paths would explode label cardinality
-      const route = (req.route as { path?: string } | undefined)?.path ?? 'unmatched';
       end({
         app,
         method: req.method,
-        route: (req.baseUrl ?? '') + route,
+        route: routeTemplate(req) ?? 'unmatched',
         status: String(res.statusCode),
       });
     });
