@@ -9,12 +9,17 @@
 // percentile through the gateway − the same percentile direct, per mode and concurrency:
 //   batch  — non-streamed completion, time to the whole answer;
 //   stream — streamed completion, time to the first content token.
-// Loopback only; bounded request counts: BENCH_GW_N (default 2000 per run at concurrency 64,
-// a quarter of it at concurrency 1), BENCH_GW_WARMUP (default 300).
+// The direct baseline is measured interleaved with the gateway in the same run: after a warm-up
+// both ways, BENCH_GW_ROUNDS rounds each send a block directly and then a block through the gateway
+// (the order alternating per round), so machine noise (other processes on a shared box) falls on
+// both sides alike. Loopback only; bounded request counts: BENCH_GW_N (default 2000 each way at
+// concurrency 64, a quarter of it at concurrency 1), BENCH_GW_WARMUP (default 300),
+// BENCH_GW_ROUNDS (default 10). BENCH_GW_NODE_ARGS adds node flags to the gateway process (e.g.
+// `--cpu-prof --cpu-prof-dir=/tmp/prof` to see where its time goes).
 
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -30,6 +35,8 @@ const testing = require(path.join(root, 'libs/testing/dist'));
 
 const N = Number(process.env.BENCH_GW_N ?? 2000);
 const WARMUP = Number(process.env.BENCH_GW_WARMUP ?? 300);
+const ROUNDS = Math.max(1, Number(process.env.BENCH_GW_ROUNDS ?? 10));
+const NODE_ARGS = (process.env.BENCH_GW_NODE_ARGS ?? '').split(' ').filter(Boolean);
 const ADMIN_KEY = 'aob_bench_admin_key_0123456789abcdef';
 const UPSTREAM_KEY = 'sk-bench-upstream';
 const GOAL = { addedP50Ms: 1, addedP99Ms: 5 };
@@ -103,10 +110,14 @@ async function startUpstream() {
 
 async function startGateway(env) {
   const port = await testing.freePort();
-  const child = spawn(process.execPath, [path.join(root, 'apps/model-gateway/dist/main.js')], {
-    env: { ...process.env, ...env, PORT: String(port), LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
+  const child = spawn(
+    process.execPath,
+    [...NODE_ARGS, path.join(root, 'apps/model-gateway/dist/main.js')],
+    {
+      env: { ...process.env, ...env, PORT: String(port), LOG_LEVEL: 'warn' },
+      stdio: ['ignore', 'ignore', 'inherit'],
+    },
+  );
   await testing.waitFor(
     async () => (await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => ({ ok: false }))).ok,
     {
@@ -164,6 +175,17 @@ async function load(dispatcher, url, headers, stream, concurrency, n) {
     }),
   );
   return { latencies, overheads };
+}
+
+/** CPU time (user + system, ms) a process has used so far, from /proc (Linux); NaN elsewhere. */
+function cpuMsOf(pid) {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    // utime and stime, fields 14 and 15 of stat, in clock ticks (100 per second on Linux)
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+  } catch {
+    return NaN;
+  }
 }
 
 function pct(values, p) {
@@ -234,8 +256,33 @@ export async function run() {
         log(`model-gateway overhead: ${mode}, concurrency ${concurrency}, ${n} requests each way`);
         await load(dispatcher, direct.url, direct.headers, stream, concurrency, WARMUP);
         await load(dispatcher, via.url, via.headers, stream, concurrency, WARMUP);
-        const d = await load(dispatcher, direct.url, direct.headers, stream, concurrency, n);
-        const g = await load(dispatcher, via.url, via.headers, stream, concurrency, n);
+        // interleaved: a block each way per round, the order alternating
+        const d = { latencies: [], overheads: [] };
+        const g = { latencies: [], overheads: [] };
+        const block = Math.max(concurrency, Math.ceil(n / ROUNDS));
+        // CPU per request of each side: the gateway process (through it), this process (the
+        // client and the fake upstream) for the direct requests
+        let gatewayCpuMs = 0;
+        let directCpuMs = 0;
+        for (let round = 0, done = 0; done < n; round++, done += block) {
+          const size = Math.min(block, n - done);
+          const sides = [
+            [direct, d],
+            [via, g],
+          ];
+          if (round % 2 === 1) sides.reverse();
+          for (const [side, into] of sides) {
+            const cpu0 = side === via ? cpuMsOf(gateway.child.pid) : process.cpuUsage();
+            const r = await load(dispatcher, side.url, side.headers, stream, concurrency, size);
+            if (side === via) gatewayCpuMs += cpuMsOf(gateway.child.pid) - cpu0;
+            else {
+              const used = process.cpuUsage(cpu0);
+              directCpuMs += (used.user + used.system) / 1000;
+            }
+            into.latencies.push(...r.latencies);
+            into.overheads.push(...r.overheads);
+          }
+        }
         gatewayRequests += WARMUP + n;
         const ds = summary(d.latencies);
         const gs = summary(g.latencies);
@@ -248,6 +295,10 @@ export async function run() {
           gatewayMs: gs,
           addedMs: added,
           gatewayReportedOverheadMs: summary(g.overheads),
+          cpuUsPerRequest: {
+            gatewayProcess: Math.round((gatewayCpuMs * 1000) / n),
+            directClientAndUpstream: Math.round((directCpuMs * 1000) / n),
+          },
           meetsGoal: added.p50 < GOAL.addedP50Ms && added.p99 < GOAL.addedP99Ms,
         });
       }

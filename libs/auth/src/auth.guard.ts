@@ -7,6 +7,7 @@ import {
   SetMetadata,
 } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
+import type { IncomingHttpHeaders } from 'node:http';
 import type { Request } from 'express';
 import { DomainError, isDomainError } from '@aob/errors';
 import { counter, PUBLIC_ROUTE_KEY } from '@aob/observability';
@@ -21,6 +22,19 @@ export const REQUIRED_PERMISSION_KEY = 'aob:permission';
 export const RequirePermission = (p: Permission) => SetMetadata(REQUIRED_PERMISSION_KEY, p);
 
 export type AuthenticatedRequest = Request & { principal?: Principal };
+
+/** What the guard reads of a request (an express Request, or a plain node one described so). */
+export interface AuthorizableRequest {
+  headers: IncomingHttpHeaders;
+  method: string;
+  /** The URL path without the query. */
+  path: string;
+  /** The client address (express's `req.ip`, proxies trusted as the app says). */
+  readonly ip?: string | undefined;
+  /** The request id (pino-http's `req.id`). */
+  id?: unknown;
+  principal?: Principal;
+}
 
 const decisions = () =>
   counter({
@@ -48,12 +62,23 @@ export class AuthGuard implements CanActivate {
     const targets = [ctx.getHandler(), ctx.getClass()];
     if (this.reflector.getAllAndOverride<boolean>(PUBLIC_ROUTE_KEY, targets)) return true;
     const req = ctx.switchToHttp().getRequest<AuthenticatedRequest>();
-    const principal = await this.authenticate(req);
-    req.principal = principal;
     const needed = this.reflector.getAllAndOverride<Permission | undefined>(
       REQUIRED_PERMISSION_KEY,
       targets,
     );
+    await this.authorize(req, needed);
+    return true;
+  }
+
+  /**
+   * The guard's whole decision for one request: authenticates it (setting `req.principal`) and
+   * checks `needed`, with the same counters, logs and audit records. For handlers that serve a
+   * route outside Nest's routing (the model gateway's raw chat completions path).
+   * @throws DomainError Unauthorized, Forbidden or Unavailable
+   */
+  async authorize(req: AuthorizableRequest, needed: Permission | undefined): Promise<Principal> {
+    const principal = await this.authenticate(req);
+    req.principal = principal;
     if (needed && !principal.permissions.has(needed)) {
       decisions().inc({ kind: principal.kind, outcome: 'forbidden' });
       this.audit.record({
@@ -76,10 +101,10 @@ export class AuthGuard implements CanActivate {
       });
     }
     decisions().inc({ kind: principal.kind, outcome: 'allowed' });
-    return true;
+    return principal;
   }
 
-  private async authenticate(req: AuthenticatedRequest): Promise<Principal> {
+  private async authenticate(req: AuthorizableRequest): Promise<Principal> {
     try {
       return await this.authenticator.authenticate(req.headers);
     } catch (err) {
@@ -109,16 +134,16 @@ export class AuthGuard implements CanActivate {
   }
 }
 
-function resourceOf(req: Request): string {
+function resourceOf(req: AuthorizableRequest): string {
   return `${req.method} ${req.path}`;
 }
 
-function requestIdOf(req: Request): { requestId?: string } {
-  const id = (req as { id?: unknown }).id;
+function requestIdOf(req: AuthorizableRequest): { requestId?: string } {
+  const id = req.id;
   return typeof id === 'string' || typeof id === 'number' ? { requestId: String(id) } : {};
 }
 
-function credentialKind(req: Request): string {
+function credentialKind(req: AuthorizableRequest): string {
   if (req.headers['x-api-key'] !== undefined) return 'api-key';
   return req.headers.authorization === undefined ? 'none' : 'bearer';
 }

@@ -19,6 +19,7 @@ export {
   RequirePermission,
   REQUIRED_PERMISSION_KEY,
   type AuthenticatedRequest,
+  type AuthorizableRequest,
 } from './auth.guard';
 export { Authenticator } from './authenticator';
 export { CredentialRejected, type RejectedActor } from './credential-rejected';

@@ -2,13 +2,15 @@ import { Body, Controller, HttpCode, Post, Req, Res } from '@nestjs/common';
 import type { Request, Response } from 'express';
 import { CurrentPrincipal, type Principal, RequirePermission } from '@aob/auth';
 import { requestStartedAt } from '../metrics/request-metrics.middleware';
-import { parseChatCompletionRequest } from '../openai/chat-completion-request';
-import { abortWhenClientLeaves, writeEventStream } from '../openai/event-stream';
 import { ModelQuotaService } from '../quotas/model-quota.service';
-import { callerFrom } from './caller';
 import { ChatCompletionsService } from './chat-completions.service';
-import { routeConstraintsFrom } from './route-constraints';
+import { serveChatCompletion } from './serve-chat-completion';
 
+/**
+ * `POST /v1/chat/completions` through Nest's stack. Most requests never get here: the raw fast
+ * path (chat-fast-path.ts) serves plain JSON bodies in front of express; this route takes the
+ * rest (other content types, compressed bodies, ...) and answers the same way.
+ */
 @Controller('v1/chat/completions')
 export class ChatCompletionsController {
   constructor(
@@ -25,27 +27,12 @@ export class ChatCompletionsController {
     @Req() req: Request,
     @Res() res: Response,
   ): Promise<void> {
-    const startedAt = requestStartedAt(req);
-    const signal = abortWhenClientLeaves(res);
-    const request = parseChatCompletionRequest(body);
-    const caller = callerFrom(principal, req.headers);
-    const constraints = routeConstraintsFrom(req.headers);
-    const quota = await this.quotas.admit(caller.tenantId, request);
-    // error answers after admission carry the tenant's limits too, as OpenAI's do
-    res.set(quota.headers);
-    const call = { body: request, caller, constraints, signal, startedAt, quota };
-    try {
-      if (request.stream) {
-        const stream = await this.chat.stream(call);
-        await writeEventStream(res, stream.headers, stream.chunks, signal);
-      } else {
-        const completion = await this.chat.complete(call);
-        res.status(200).set(completion.headers).json(completion.body);
-      }
-    } finally {
-      // the service settles with the real usage; this closes requests that failed before
-      // reaching an upstream (unknown model, context too long), and is a no-op otherwise
-      call.quota.settle(0);
-    }
+    await serveChatCompletion(this.chat, this.quotas, {
+      body,
+      principal,
+      headers: req.headers,
+      res,
+      startedAt: requestStartedAt(req),
+    });
   }
 }

@@ -1,4 +1,4 @@
-import type { Response } from 'express';
+import type { ServerResponse } from 'node:http';
 import { counter, gauge, histogram } from '@aob/observability';
 
 const LATENCY_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
@@ -86,7 +86,7 @@ export class ModelGatewayMetrics {
   });
 
   /** Counts the request once its response is over, under the deployment that served it. */
-  countRequestOnClose(res: Response): void {
+  countRequestOnClose(res: ServerResponse): void {
     res.once('close', () => {
       const deployment = res.getHeader('x-aob-deployment');
       this.requests.inc({

@@ -1,5 +1,6 @@
 import 'reflect-metadata';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -332,6 +333,46 @@ describe('model gateway (in-process, official openai client)', () => {
     expect(await big.json()).toMatchObject({
       error: { type: 'invalid_request_error', code: 'request_too_large' },
     });
+  });
+
+  it('answers alike on its raw path and through express (a gzip body takes the express route)', async () => {
+    const body = JSON.stringify({ model: 'local-fast', messages: MESSAGES });
+    const headers = {
+      authorization: `Bearer ${ADMIN_KEY}`,
+      'content-type': 'application/json',
+      'x-request-id': 'same-answer-1',
+    };
+    const url = `${baseUrl}/v1/chat/completions`;
+    const raw = await fetch(url, { method: 'POST', headers, body });
+    const viaExpress = await fetch(url, {
+      method: 'POST',
+      headers: { ...headers, 'content-encoding': 'gzip' },
+      body: gzipSync(body),
+    });
+    expect(raw.status).toBe(200);
+    expect(viaExpress.status).toBe(200);
+    const [a, b] = (await Promise.all([raw.json(), viaExpress.json()])) as OpenAI.ChatCompletion[];
+    expect(b?.choices[0]?.message.content).toBe(a?.choices[0]?.message.content);
+    const names = (res: Response) => [...res.headers.keys()].filter((n) => n !== 'date').sort();
+    expect(names(raw)).toEqual(names(viaExpress));
+    for (const name of ['content-security-policy', 'x-content-type-options', 'content-type']) {
+      expect(raw.headers.get(name)).toBe(viaExpress.headers.get(name));
+    }
+    expect(raw.headers.get('x-content-type-options')).toBe('nosniff');
+    expect(raw.headers.get('x-request-id')).toBe('same-answer-1');
+    expect(raw.headers.get('x-aob-deployment')).toBe('local-fast');
+
+    // a body over 1 MiB announced by its length is refused before it is read
+    const big = await fetch(url, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({
+        model: 'local-fast',
+        messages: [{ role: 'user', content: 'x'.repeat(2 ** 20) }],
+      }),
+    });
+    expect(big.status).toBe(413);
+    expect(big.headers.get('x-content-type-options')).toBe('nosniff');
   });
 
   it("answers a missing or wrong key 401 in OpenAI's shape with WWW-Authenticate", async () => {
