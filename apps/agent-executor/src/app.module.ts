@@ -14,6 +14,7 @@ import { CheckpointPruner } from './runs/checkpoint-pruner';
 import { CheckpointRepository } from './runs/checkpoint.repository';
 import { ExecuteRequestHandler } from './runs/execute-request.handler';
 import { ExecutorRunRepository } from './runs/executor-run.repository';
+import { RunCancellations } from './runs/run-cancellations';
 import { RunExecutor } from './runs/run-executor';
 import { RunStatusPublisher } from './runs/run-status.publisher';
 
@@ -80,6 +81,7 @@ export class AppModule {
         CheckpointRepository,
         CheckpointPruner,
         RunStatusPublisher,
+        RunCancellations,
         RunExecutor,
       ],
     };

@@ -4,6 +4,7 @@ import { TerminationRepository } from '@aob/persistence';
 import { type DynamicModule, type INestApplication, Module, type Type } from '@nestjs/common';
 import { APP_NAME, AppModule, type ExecutorModuleOptions } from './app.module';
 import type { ExecutorConfig } from './config';
+import { RunCancellations } from './runs/run-cancellations';
 
 /** The catalog's consumer with the retry backoff the environment may override (the provisioned consumer stays the catalog's). */
 export function executorConsumer(config: ExecutorConfig): ConsumerSpec {
@@ -45,6 +46,8 @@ export async function startExecutor(
     },
   });
   try {
+    // Cancellations first: no execution is pulled before the cancellations it may be subject to.
+    await app.get(RunCancellations).start();
     await app.startAllMicroservices();
   } catch (err) {
     await app.close();

@@ -94,6 +94,8 @@ export class ModelClient {
         }
         if (chunk.usage) usage = toUsage(chunk.usage);
       }
+      // The SDK may end an aborted stream quietly: partial content is not a completion.
+      call.signal.throwIfAborted();
       const deployment = response.headers.get('x-aob-deployment') ?? undefined;
       return {
         content,

@@ -32,7 +32,7 @@ export type ClaimResult =
   | { kind: 'conflict'; reason: string };
 
 export interface TerminalRecord {
-  status: 'completed' | 'failed';
+  status: 'completed' | 'failed' | 'cancelled';
   /** CloudEvent id and type of the terminal status event, and its data. */
   eventId: string;
   eventType: string;

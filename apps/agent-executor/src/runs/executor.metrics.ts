@@ -6,6 +6,8 @@ export type RunOutcome =
   | 'completed'
   /** failed for good (published agent.status.failed, dead-lettered) */
   | 'failed'
+  /** cancelled (agent.status.cancelled published): before it started, or stopped mid-run */
+  | 'cancelled'
   /** failed retryably: handed back to JetStream for another delivery */
   | 'retried'
   /** already finished: its stored terminal event was published again */

@@ -7,6 +7,7 @@ import {
   TENANT_PATTERN,
   type ExecuteRequest,
   type InboundEvent,
+  type RunCancelled,
   type RunFailure,
   type RunResult,
 } from '@aob/events';
@@ -20,6 +21,7 @@ import { ModelClient } from '../model/model-client';
 import { CheckpointRepository, LeaseLostError } from './checkpoint.repository';
 import { ExecutorRunRepository } from './executor-run.repository';
 import { executorMetrics, type ExecutorMetrics, type RunOutcome } from './executor.metrics';
+import { RunCancellations, RunCancelledError } from './run-cancellations';
 import { agentStateOf, RunContext } from './run-context';
 import { RunStatusPublisher, statusEventIds, type RunRef } from './run-status.publisher';
 import { RunStreamWriter } from './run-stream-writer';
@@ -60,6 +62,7 @@ export class RunExecutor {
     private readonly status: RunStatusPublisher,
     private readonly runStream: RunEventStream,
     private readonly model: ModelClient,
+    private readonly cancellations: RunCancellations,
   ) {}
 
   async execute(event: InboundEvent<ExecuteRequest>, delivery: Delivery): Promise<void> {
@@ -213,6 +216,23 @@ export class RunExecutor {
     const { run, attempt, delivery, leaseOwner, stream, log } = c;
     const ttl = this.config.EXECUTOR_LEASE_TTL_MS;
     const claimedAt = Date.now();
+
+    // Stops the agent when the run is cancelled, the lease is lost or the run's own time limit
+    // passes; the transport's signal covers shutdown.
+    const stop = new AbortController();
+    // Fires at once when the cancellation arrived before the claim: the run is never started.
+    const unwatch = this.cancellations.watch(run.tenantId, run.runId, (reason) =>
+      stop.abort(new RunCancelledError(reason)),
+    );
+    if (stop.signal.aborted) {
+      unwatch();
+      return this.finishCancelled(stop.signal.reason as RunCancelledError, {
+        ...c,
+        ctx: undefined,
+        agentName: agent.name,
+        claimedAt,
+      });
+    }
     log.info('run claimed');
 
     // Not awaited here: the event is handed to the connection now, so it is stored before any
@@ -223,9 +243,6 @@ export class RunExecutor {
     });
     stream.append('status', { status: 'running', attempt });
 
-    // Stops the agent when the lease is lost or the run's own time limit passes; the transport's
-    // signal covers shutdown.
-    const stop = new AbortController();
     const signal = AbortSignal.any([delivery.signal, stop.signal]);
     const renewal = setInterval(
       () => {
@@ -290,12 +307,27 @@ export class RunExecutor {
     } catch (thrown) {
       clearInterval(renewal);
       clearTimeout(deadline);
+      unwatch();
       const err: unknown = stop.signal.aborted ? stop.signal.reason : thrown;
       await started;
+      if (err instanceof RunCancelledError)
+        return this.finishCancelled(err, { ...c, ctx, agentName: agent.name, claimedAt });
       return this.handleFailure(err, { ...c, ctx, agentName: agent.name, claimedAt });
     }
     clearInterval(renewal);
     clearTimeout(deadline);
+    unwatch();
+    // Cancelled while the last step was finishing: the API promised `cancelled`, and nothing is
+    // stored yet, so the cancellation wins (the finished step keeps its checkpoint).
+    if (stop.signal.reason instanceof RunCancelledError) {
+      await started;
+      return this.finishCancelled(stop.signal.reason, {
+        ...c,
+        ctx,
+        agentName: agent.name,
+        claimedAt,
+      });
+    }
 
     const result: RunResult = {
       runId: run.runId,
@@ -342,6 +374,55 @@ export class RunExecutor {
     log.info(
       { durationMs: result.durationMs, steps: ctx.executedSteps, usage: result.usage },
       'run completed',
+    );
+  }
+
+  /**
+   * Ends a cancelled run: the last finished step keeps its checkpoint, the run is stored
+   * `cancelled` with its event (terminal: a redelivery republishes that event and runs nothing),
+   * then the `cancelled` stream entry and `agent.status.cancelled`. Returns normally (ack).
+   */
+  private async finishCancelled(
+    cancel: RunCancelledError,
+    c: {
+      run: RunRef;
+      attempt: number;
+      leaseOwner: string;
+      stream: RunStreamWriter;
+      log: Logger;
+      ctx: RunContext | undefined;
+      agentName: string;
+      claimedAt: number;
+    },
+  ): Promise<void> {
+    const { run, attempt, leaseOwner, stream, log } = c;
+    try {
+      await c.ctx?.checkpointPending();
+    } catch (e) {
+      if (e instanceof LeaseLostError) throw this.leaseLost(run, log);
+      log.warn({ err: e }, 'writing the checkpoint of the last finished step failed');
+    }
+    const data: RunCancelled = { runId: run.runId, agent: run.agent, reason: cancel.reason };
+    const finished = await this.runs.finish(run.tenantId, run.runId, leaseOwner, {
+      status: 'cancelled',
+      eventId: statusEventIds.cancelled(run.runId),
+      eventType: EVENTS.agentCancelled.type,
+      result: data,
+      attempts: attempt,
+    });
+    if (!finished) throw this.leaseLost(run, log);
+    stream.append('cancelled', { runId: run.runId, reason: cancel.reason });
+    try {
+      await this.status.cancelled(run, data, finished.finishedAt);
+    } finally {
+      // A failed publish throws (retryable): the redelivery finds the run cancelled and
+      // publishes the stored event again.
+      await stream.flush();
+    }
+    this.count(run.agent, 'cancelled');
+    log.info(
+      { reason: cancel.reason, steps: c.ctx?.executedSteps ?? 0 },
+      c.ctx ? 'run cancelled while running' : 'run cancelled before it started',
     );
   }
 

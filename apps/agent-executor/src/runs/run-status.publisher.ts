@@ -3,6 +3,7 @@ import {
   EVENTS,
   EventPublisher,
   type EventKey,
+  type RunCancelled,
   type RunFailure,
   type RunResult,
   type RunStarted,
@@ -34,6 +35,7 @@ export const statusEventIds = {
   step: (runId: string, step: number) => `${runId}.step.${step}`,
   completed: (runId: string) => `${runId}.completed`,
   failed: (runId: string) => `${runId}.failed`,
+  cancelled: (runId: string) => `${runId}.cancelled`,
 };
 
 /** Publishes `agent.status.*` CloudEvents: subject = run id, tenantid and trace context of the request. */
@@ -76,6 +78,14 @@ export class RunStatusPublisher {
       'agentFailed',
       failure,
       this.options(run, statusEventIds.failed(run.runId), time),
+    );
+  }
+
+  async cancelled(run: RunRef, data: RunCancelled, time: Date): Promise<void> {
+    await this.publisher.publish(
+      'agentCancelled',
+      data,
+      this.options(run, statusEventIds.cancelled(run.runId), time),
     );
   }
 

@@ -69,6 +69,11 @@ describe('agent-executor crash and resume (child process, SIGKILL)', () => {
       agent: 'echo',
       input: { message: 'survivor', steps: 4, delayMs: 400 },
     });
+    // Dies with the worker too, and is cancelled while nobody runs it (shares the ack_wait below).
+    const doomed = await f.publishExecute({
+      agent: 'echo',
+      input: { message: 'doomed', steps: 50, delayMs: 100 },
+    });
     await waitFor(async () => (await f.checkpoints(runId)).length >= 2, {
       timeoutMs: 20_000,
       intervalMs: 10,
@@ -78,6 +83,14 @@ describe('agent-executor crash and resume (child process, SIGKILL)', () => {
     const killedAt = new Date();
     const beforeCrash = await f.checkpoints(runId);
     expect(beforeCrash.map((c) => c.step)).toEqual([1, 2]);
+    const doomedSteps = (await f.checkpoints(doomed)).length;
+    expect(doomedSteps).toBeGreaterThan(0);
+    expect(await f.runRow(doomed)).toMatchObject({ status: 'running' });
+    await f.publisher.publish(
+      'agentCancel',
+      { runId: doomed, reason: 'worker is gone' },
+      { tenantId: 'tenant-a', id: `${doomed}.cancel` },
+    );
 
     const second = await startProcess(env);
     children.push(second);
@@ -118,5 +131,21 @@ describe('agent-executor crash and resume (child process, SIGKILL)', () => {
     expect([...new Set(redisSteps)]).toEqual([1, 2, 3, 4]);
     expect(redisSteps.length).toBeLessThanOrEqual(5);
     expect(await f.runRow(runId)).toMatchObject({ status: 'completed', attempts: 2 });
+
+    // The dead worker's cancelled run: redelivered to the new process, which read the cancellation
+    // at start-up: it publishes cancelled instead of running another step.
+    await waitFor(
+      async () => (await f.statusEvents(doomed)).some((e) => e.type === 'aob.agent.cancelled.v1'),
+      { timeoutMs: 10_000, what: 'the cancelled event of the dead worker run' },
+    );
+    expect(await f.runRow(doomed)).toMatchObject({ status: 'cancelled', attempts: 2 });
+    expect((await f.checkpoints(doomed)).length).toBe(doomedSteps);
+    expect(
+      (await f.statusEvents(doomed)).filter((e) => e.type === 'aob.agent.started.v1'),
+    ).toHaveLength(1);
+    expect((await f.redisEntries(doomed)).at(-1)).toMatchObject({
+      event: 'cancelled',
+      data: { runId: doomed, reason: 'worker is gone' },
+    });
   });
 });

@@ -15,6 +15,10 @@ export interface RecordedCall {
     messages: { role: string; content: string }[];
     max_tokens?: number;
   };
+  /** When the call arrived (ms since the epoch). */
+  receivedAt: number;
+  /** When the client closed the connection before the answer was complete (an aborted call). */
+  abortedAt?: number;
 }
 
 export interface FakeReply {
@@ -24,6 +28,8 @@ export interface FakeReply {
   status?: number;
   /** Wait this long before answering. */
   delayMs?: number;
+  /** Wait this long before each token (a slow model stream). */
+  tokenDelayMs?: number;
 }
 
 /**
@@ -59,16 +65,21 @@ export class FakeModelGateway {
         const call: RecordedCall = {
           headers: req.headers,
           body: JSON.parse(Buffer.concat(chunks).toString('utf8')),
+          receivedAt: Date.now(),
         };
         this.calls.push(call);
+        res.on('close', () => {
+          if (!res.writableFinished) call.abortedAt = Date.now();
+        });
         const reply = this.reply(call);
-        setTimeout(() => this.answer(res, call, reply), reply.delayMs ?? 0);
+        setTimeout(() => void this.answer(res, call, reply), reply.delayMs ?? 0);
       });
     });
     await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
   }
 
-  private answer(res: ServerResponse, call: RecordedCall, reply: FakeReply): void {
+  private async answer(res: ServerResponse, call: RecordedCall, reply: FakeReply): Promise<void> {
+    if (call.abortedAt !== undefined) return;
     if (reply.status !== undefined) {
       res.writeHead(reply.status, { 'content-type': 'application/json' }).end(
         JSON.stringify({
@@ -90,8 +101,13 @@ export class FakeModelGateway {
       ...base,
       choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }],
     });
-    for (const token of reply.tokens)
+    for (const token of reply.tokens) {
+      if (reply.tokenDelayMs) {
+        await new Promise((r) => setTimeout(r, reply.tokenDelayMs));
+        if (call.abortedAt !== undefined) return;
+      }
       send({ ...base, choices: [{ index: 0, delta: { content: token }, finish_reason: null }] });
+    }
     send({ ...base, choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] });
     const prompt = call.body.messages.reduce((n, m) => n + m.content.split(/\s+/).length, 0);
     send({
@@ -108,6 +124,7 @@ export class FakeModelGateway {
   }
 
   async stop(): Promise<void> {
+    this.server?.closeAllConnections();
     await new Promise<void>((resolve) =>
       this.server ? this.server.close(() => resolve()) : resolve(),
     );
