@@ -24,6 +24,10 @@ export interface TestNatsServer {
   stop(signal?: 'SIGTERM' | 'SIGKILL'): Promise<void>;
   /** Stops (SIGTERM by default, SIGKILL to simulate a crash) and starts again on the same port and store. */
   restart(signal?: 'SIGTERM' | 'SIGKILL'): Promise<void>;
+  /** Stops the server and keeps its store: an outage that lasts until start(). */
+  kill(signal?: 'SIGTERM' | 'SIGKILL'): Promise<void>;
+  /** Starts a killed server again on the same port and store. */
+  start(): Promise<void>;
 }
 
 const HOST = '127.0.0.1';
@@ -64,6 +68,11 @@ export async function startNatsServer(opts: StartNatsServerOptions = {}): Promis
     },
     async restart(signal = 'SIGTERM') {
       await kill(signal);
+      child = await launch(args, port);
+    },
+    kill: (signal = 'SIGTERM') => kill(signal),
+    async start() {
+      if (child.exitCode === null && child.signalCode === null) return;
       child = await launch(args, port);
     },
   };

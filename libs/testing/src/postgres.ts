@@ -14,10 +14,16 @@ export interface TestDatabase {
 const baseUrl = () =>
   process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
-/** A fresh database `aob_test_<random>` with every migration applied. */
-export async function createTestDatabase(prefix = 'aob_test'): Promise<TestDatabase> {
+/**
+ * A fresh database `aob_test_<random>` with every migration applied, on `serverUrl` (a private
+ * server of startPostgresServer) or the shared test server.
+ */
+export async function createTestDatabase(
+  prefix = 'aob_test',
+  serverUrl: string = baseUrl(),
+): Promise<TestDatabase> {
   const name = `${prefix}_${randomBytes(5).toString('hex')}`;
-  const u = new URL(baseUrl());
+  const u = new URL(serverUrl);
   u.pathname = `/${name}`;
   const url = u.toString();
   await migrate(url);

@@ -43,12 +43,17 @@ export class Stack {
   db!: TestDatabase;
   nc!: NatsConnection;
 
+  /** Redis every app uses (a private redis-server's URL when the test stops and starts it). */
+  redisUrl = testRedisUrl();
+
   async start(
     apps: readonly AppName[] = APPS,
     extraEnv: Record<string, string> = {},
+    servers: { databaseServerUrl?: string; redisUrl?: string } = {},
   ): Promise<void> {
+    if (servers.redisUrl) this.redisUrl = servers.redisUrl;
     this.nats = await startNatsServer();
-    this.db = await createTestDatabase('aob_e2e');
+    this.db = await createTestDatabase('aob_e2e', servers.databaseServerUrl);
     for (const app of APPS) this.ports.set(app, await freePort());
     this.extraEnv = extraEnv;
     // the executor and model gateway first: the gateway validates agents the executor registers
@@ -66,7 +71,7 @@ export class Stack {
       PORT: String(this.ports.get(app)),
       NATS_URL: this.nats.url,
       DATABASE_URL: this.db.url,
-      REDIS_URL: testRedisUrl(),
+      REDIS_URL: this.redisUrl,
       MODEL_GATEWAY_URL: `http://127.0.0.1:${this.ports.get('model-gateway')}/v1`,
       AOB_BOOTSTRAP_ADMIN_KEY: this.adminKey,
       AOB_SERVICE_KEY: this.serviceKey,
