@@ -34,6 +34,8 @@ export { subjectMatches } from './jetstream/subject-match';
 export {
   JetStreamServer,
   JETSTREAM_TRANSPORT,
+  startConsumerSpan,
+  type DeliveredEvent,
   type JetStreamServerOptions,
   type TerminationInfo,
 } from './transport/jetstream-server';

@@ -125,30 +125,43 @@ async function invokeHandler(
   if (isObservable(result)) await lastValueFrom(result, { defaultValue: undefined });
 }
 
-/** `process <subject>` CONSUMER span continuing the trace the event carries (tracing on only). */
-function startConsumerSpan(
+/** What a consumer span needs to know of a delivered CloudEvent (an InboundEvent has it all). */
+export interface DeliveredEvent {
+  id: string;
+  type: string;
+  source: string;
+  subject?: string;
+  tenantId?: string;
+  traceparent?: string;
+  tracestate?: string;
+  data?: unknown;
+}
+
+/**
+ * The `process <subject>` CONSUMER span of one JetStream delivery, continuing the trace the event
+ * carries (`traceparent`); undefined when tracing is off. For consumers outside JetStreamServer
+ * (metering's batch consumer): end it once the message is settled.
+ */
+export function startConsumerSpan(
   msg: JsMsg,
   durable: string,
-  inbound: InboundEvent,
+  event: DeliveredEvent,
 ): MessageSpan | undefined {
+  if (!tracingEnabled()) return undefined;
   return startMessageSpan(
     {
       operation: 'process',
       destination: msg.subject,
       consumerGroup: durable,
-      messageId: inbound.id,
-      eventType: inbound.type,
-      eventSource: inbound.source,
+      messageId: event.id,
+      eventType: event.type,
+      eventSource: event.source,
       bodySize: msg.data.length,
       deliveryCount: msg.info.deliveryCount,
-      ...(inbound.tenantId === undefined ? {} : { tenantId: inbound.tenantId }),
-      ...runIdOf(
-        inbound.subject,
-        inbound.data,
-        inbound.type === EXECUTE_TYPE ? inbound.id : undefined,
-      ),
+      ...(event.tenantId === undefined ? {} : { tenantId: event.tenantId }),
+      ...runIdOf(event.subject, event.data, event.type === EXECUTE_TYPE ? event.id : undefined),
     },
-    inbound,
+    event,
   );
 }
 
