@@ -3,12 +3,12 @@ import type { NestExpressApplication } from '@nestjs/platform-express';
 import type { MicroserviceOptions } from '@nestjs/microservices';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { AuthModule } from '@aob/auth';
-import { CONSUMERS, JetStreamServer, NATS_CONNECTION, NatsModule, RedisModule } from '@aob/events';
+import { CONSUMERS, NATS_CONNECTION, NatsModule, RedisModule } from '@aob/events';
 import { bootstrapHttpApp, ObservabilityModule } from '@aob/observability';
 import { DatabaseModule, TerminationRepository } from '@aob/persistence';
 import { QuotaModule } from '@aob/quotas';
 import { METERING_CONFIG, type MeteringConfig } from './config';
-import { UsageEventHandler } from './ingestion/usage-event.handler';
+import { UsageBatchConsumer } from './ingestion/usage-batch-consumer';
 import { UsageIngestionService } from './ingestion/usage-ingestion.service';
 import { UsageRecordRepository } from './ingestion/usage-record.repository';
 import { SpendTracker } from './quotas/spend-tracker';
@@ -39,7 +39,6 @@ export class AppModule {
         RedisModule.forRoot({ url: config.REDIS_URL, app: APP_NAME }),
         QuotaModule.forRoot({ config, app: APP_NAME }),
       ],
-      controllers: [UsageEventHandler],
       providers: [
         { provide: METERING_CONFIG, useValue: config },
         UsageRecordRepository,
@@ -69,11 +68,15 @@ export async function startMetering(config: MeteringConfig): Promise<INestApplic
     configure: (nest: NestExpressApplication) => {
       const terminations = nest.get(TerminationRepository);
       nest.connectMicroservice<MicroserviceOptions>({
-        strategy: new JetStreamServer({
+        strategy: new UsageBatchConsumer({
           connection: nest.get<NatsConnection>(NATS_CONNECTION),
-          consumers: [CONSUMERS.metering],
-          concurrency: config.METERING_CONCURRENCY,
-          drainTimeoutMs: config.SHUTDOWN_GRACE_MS,
+          consumer: CONSUMERS.metering,
+          ingestion: nest.get(UsageIngestionService),
+          maxInFlight: config.METERING_CONCURRENCY,
+          batchSize: config.METERING_BATCH_SIZE,
+          batchWaitMs: config.METERING_BATCH_WAIT_MS,
+          writers: config.METERING_BATCH_WRITERS,
+          fetchers: config.METERING_FETCHERS,
           onTerminate: (info) => terminations.record(info),
         }),
       });

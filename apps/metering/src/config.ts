@@ -9,14 +9,16 @@ export const meteringEnvSchema = baseEnvSchema.extend({
   PORT: z.coerce.number().int().min(0).max(65_535).default(8082),
   /** Postgres pool size of this process (batch writers + the prune job). */
   DB_POOL_SIZE: z.coerce.number().int().positive().default(6),
-  /** Usage events handled at once; the batcher needs many in flight to fill batches. */
-  METERING_CONCURRENCY: z.coerce.number().int().positive().max(20_000).default(1_024),
-  /** A batch is written when it holds this many events ... */
-  METERING_BATCH_SIZE: z.coerce.number().int().positive().max(10_000).default(500),
+  /** Usage events fetched and not yet settled in this process (below the consumer's max_ack_pending of 20 000). */
+  METERING_CONCURRENCY: z.coerce.number().int().positive().max(20_000).default(4_000),
+  /** Messages per pull request; a batch is written when it holds this many events ... */
+  METERING_BATCH_SIZE: z.coerce.number().int().positive().max(10_000).default(1_000),
   /** ... or when its first event has waited this long. */
   METERING_BATCH_WAIT_MS: durationMs(20),
   /** Batches written at once (each one transaction on its own connection). */
   METERING_BATCH_WRITERS: z.coerce.number().int().positive().max(32).default(3),
+  /** Pull requests open at once, so the next batch arrives while the previous one commits. */
+  METERING_FETCHERS: z.coerce.number().int().positive().max(16).default(2),
   /** Raw usage records older than this are deleted (aggregates stay). */
   METERING_RAW_RETENTION_DAYS: z.coerce
     .number()

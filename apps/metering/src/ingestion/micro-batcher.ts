@@ -11,8 +11,8 @@ export interface MicroBatcherOptions<T, R> {
 
 interface Pending<T, R> {
   item: T;
-  resolve: (r: R) => void;
-  reject: (e: unknown) => void;
+  resolve?: (r: R) => void;
+  reject?: (e: unknown) => void;
 }
 
 /**
@@ -37,6 +37,17 @@ export class MicroBatcher<T, R> {
       this.buffer.push({ item, resolve, reject });
       this.pump();
     });
+  }
+
+  /**
+   * Like add(), without a promise per item: for a flush that settles its items itself (and so
+   * must not throw: a throw is dropped). Throws if the batcher is closed.
+   */
+  push(item: T): void {
+    if (this.closed) throw new Error('batcher is closed');
+    if (this.buffer.length === 0) this.oldestAt = Date.now();
+    this.buffer.push({ item });
+    if (this.buffer.length >= this.opts.maxSize || !this.timer) this.pump();
   }
 
   /** Items waiting for a batch. */
@@ -74,9 +85,9 @@ export class MicroBatcher<T, R> {
     const done = (async () => {
       try {
         const results = await this.opts.flush(batch.map((p) => p.item));
-        batch.forEach((p, i) => p.resolve(results[i] as R));
+        batch.forEach((p, i) => p.resolve?.(results[i] as R));
       } catch (err) {
-        for (const p of batch) p.reject(err);
+        for (const p of batch) p.reject?.(err);
       } finally {
         this.active--;
       }

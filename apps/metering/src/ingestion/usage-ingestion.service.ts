@@ -1,15 +1,12 @@
-import { Inject, Injectable, Logger, type OnApplicationShutdown } from '@nestjs/common';
+import { Injectable, Logger } from '@nestjs/common';
 import { DomainError } from '@aob/errors';
-import type { InboundEvent, UsageRecord } from '@aob/events';
 import { counter, histogram } from '@aob/observability';
-import { METERING_CONFIG, type MeteringConfig } from '../config';
 import { SpendTracker } from '../quotas/spend-tracker';
-import { MicroBatcher } from './micro-batcher';
 import type { CommittedSpend, UsageEntry } from './usage-entry';
 import { UsageRecordRepository } from './usage-record.repository';
 
 /** One entry's fate in its batch: stored (or already stored), or rejected for its own content. */
-type EntryOutcome = { ok: true } | { ok: false; error: DomainError };
+export type EntryOutcome = { ok: true } | { ok: false; error: DomainError };
 
 const eventsCounter = () =>
   counter({
@@ -31,50 +28,33 @@ const batchSize = () =>
   });
 
 /**
- * Usage ingestion: each handler call adds its event to a micro-batch and returns once the batch
- * is committed (so the message is acked only after its effect is durable). Idempotent on the
- * CloudEvent (source, id) through the raw records' primary key.
+ * Usage ingestion: writes a batch of usage events in one transaction, idempotent on the CloudEvent
+ * (source, id) through the raw records' primary key, and says per entry whether it is stored.
+ * The batch consumer acks a message only after this resolved for it.
  */
 @Injectable()
-export class UsageIngestionService implements OnApplicationShutdown {
+export class UsageIngestionService {
   private readonly log = new Logger(UsageIngestionService.name);
   private readonly events = eventsCounter();
   private readonly seconds = batchSeconds();
   private readonly sizes = batchSize();
-  private readonly batcher: MicroBatcher<UsageEntry, EntryOutcome>;
 
   constructor(
     private readonly records: UsageRecordRepository,
     private readonly spend: SpendTracker,
-    @Inject(METERING_CONFIG) config: MeteringConfig,
-  ) {
-    this.batcher = new MicroBatcher({
-      maxSize: config.METERING_BATCH_SIZE,
-      maxWaitMs: config.METERING_BATCH_WAIT_MS,
-      maxConcurrentFlushes: config.METERING_BATCH_WRITERS,
-      flush: (entries) => this.write(entries),
-    });
+  ) {}
+
+  /** Events refused before any write (say, a tenantid attribute contradicting the data). */
+  countRejected(n: number): void {
+    this.events.inc({ outcome: 'rejected' }, n);
   }
 
-  /** Resolves once the event's batch is committed; throws to have it redelivered or terminated. */
-  async ingest(e: InboundEvent<UsageRecord>): Promise<void> {
-    if (e.tenantId !== undefined && e.tenantId !== e.data.tenantId) {
-      this.events.inc({ outcome: 'rejected' });
-      throw new DomainError(
-        'InvalidEvent',
-        `usage event ${e.id}: tenantid attribute "${e.tenantId}" differs from data.tenantId "${e.data.tenantId}"`,
-      );
-    }
-    const outcome = await this.batcher.add({ source: e.source, eventId: e.id, record: e.data });
-    if (!outcome.ok) throw outcome.error;
-  }
-
-  /** The transport has drained its handlers by now; write anything still buffered. */
-  async onApplicationShutdown(): Promise<void> {
-    await this.batcher.close();
-  }
-
-  private async write(entries: UsageEntry[]): Promise<EntryOutcome[]> {
+  /**
+   * Commits a batch (one statement). An entry whose content breaks the statement (SQLSTATE 22/23)
+   * makes the batch be written entry by entry, so only that entry is refused. Throws on any other
+   * failure; whatever was committed before it counts once when the batch is redelivered.
+   */
+  async writeBatch(entries: UsageEntry[]): Promise<EntryOutcome[]> {
     const end = this.seconds.startTimer();
     this.sizes.observe(entries.length);
     try {
@@ -82,7 +62,8 @@ export class UsageIngestionService implements OnApplicationShutdown {
       this.account(entries.length, committed);
       return entries.map(() => ({ ok: true }));
     } catch (err) {
-      if (entries.length === 1 || !isDataError(err)) throw err;
+      if (!isDataError(err)) throw err;
+      if (entries.length === 1) return [this.rejected(entries[0]!, err)];
       // One entry's content broke the statement: write them one by one so only it is refused.
       this.log.warn(
         `batch of ${entries.length} failed on its content (${(err as Error).message}); writing entries one by one`,
@@ -101,15 +82,19 @@ export class UsageIngestionService implements OnApplicationShutdown {
       return { ok: true };
     } catch (err) {
       if (!isDataError(err)) throw err;
-      this.events.inc({ outcome: 'rejected' });
-      return {
-        ok: false,
-        error: new DomainError(
-          'InvalidEvent',
-          `usage event ${entry.eventId} cannot be stored: ${(err as Error).message}`,
-        ),
-      };
+      return this.rejected(entry, err);
     }
+  }
+
+  private rejected(entry: UsageEntry, err: unknown): EntryOutcome {
+    this.events.inc({ outcome: 'rejected' });
+    return {
+      ok: false,
+      error: new DomainError(
+        'InvalidEvent',
+        `usage event ${entry.eventId} cannot be stored: ${(err as Error).message}`,
+      ),
+    };
   }
 
   private account(received: number, committed: CommittedSpend[]): void {

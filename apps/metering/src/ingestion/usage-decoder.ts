@@ -1,0 +1,290 @@
+import { DomainError } from '@aob/errors';
+import {
+  AGENT_NAME_PATTERN,
+  decodeCloudEventDetailed,
+  EVENTS,
+  eventByType,
+  ID_PATTERN,
+  TENANT_PATTERN,
+  type NatsCloudEventMessage,
+  type UsageRecord,
+} from '@aob/events';
+
+/** What one METERING message is, as far as metering cares. */
+export type DecodedMessage =
+  | {
+      kind: 'usage';
+      id: string;
+      source: string;
+      type: string;
+      /** The `tenantid` attribute, when present. */
+      tenantId: string | undefined;
+      record: UsageRecord;
+    }
+  /** A valid catalog event metering does not store (the quota events it and the gateway publish). */
+  | { kind: 'other'; id: string; type: string; tenantId: string | undefined }
+  /** Nothing a redelivery can fix: terminated with this reason. */
+  | {
+      kind: 'poison';
+      code: string;
+      reason: string;
+      id?: string;
+      type?: string;
+      tenantId?: string;
+    };
+
+const USAGE_TYPE = EVENTS.meteringUsage.type;
+/** Events the `metering` consumer sees on METERING and acks without work. */
+const IGNORED_TYPES: ReadonlySet<string> = new Set([
+  EVENTS.quotaExceeded.type,
+  EVENTS.budgetWarning.type,
+]);
+
+/** The attributes the lean path understands; any other one sends the message to the full decoder. */
+const LEAN_ATTRIBUTES: ReadonlySet<string> = new Set([
+  'specversion',
+  'id',
+  'source',
+  'type',
+  'time',
+  'datacontenttype',
+  'subject',
+  'tenantid',
+  'traceparent',
+  'tracestate',
+]);
+/** Bounds the cache of accepted sources (AOB has a handful; a flood of made-up ones just stays slow). */
+const MAX_KNOWN_SOURCES = 1_024;
+const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+const digitsAt = (v: string, from: number, n: number): number => {
+  let x = 0;
+  for (let i = from; i < from + n; i++) {
+    const d = v.charCodeAt(i) - 48;
+    if (d < 0 || d > 9) return -1;
+    x = x * 10 + d;
+  }
+  return x;
+};
+const DAYS_IN_MONTH = [0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
+/**
+ * `YYYY-MM-DDTHH:mm:ss.sssZ` with every field in range (years 1000-9999, no leap second): what
+ * Date#toISOString writes, and valid for the CloudEvents SDK (RFC 3339) and zod's iso.datetime.
+ * Checked character by character: Date.parse per event showed up in profiles.
+ */
+function isCanonicalTimestamp(v: string): boolean {
+  if (
+    v.length !== 24 ||
+    v[4] !== '-' ||
+    v[7] !== '-' ||
+    v[10] !== 'T' ||
+    v[13] !== ':' ||
+    v[16] !== ':' ||
+    v[19] !== '.' ||
+    v[23] !== 'Z'
+  )
+    return false;
+  const year = digitsAt(v, 0, 4);
+  const month = digitsAt(v, 5, 2);
+  const day = digitsAt(v, 8, 2);
+  if (year < 1000 || month < 1 || month > 12 || day < 1 || day > DAYS_IN_MONTH[month]!)
+    return false;
+  if (month === 2 && day === 29 && !(year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0)))
+    return false;
+  const hour = digitsAt(v, 11, 2);
+  const minute = digitsAt(v, 14, 2);
+  const second = digitsAt(v, 17, 2);
+  return (
+    hour >= 0 &&
+    hour <= 23 &&
+    minute >= 0 &&
+    minute <= 59 &&
+    second >= 0 &&
+    second <= 59 &&
+    digitsAt(v, 20, 3) >= 0
+  );
+}
+
+const isCount = (v: unknown): v is number =>
+  typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+const isAmount = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v >= 0;
+const optional = (v: unknown, pattern?: RegExp) =>
+  v === undefined || (typeof v === 'string' && (pattern === undefined || pattern.test(v)));
+
+/**
+ * The cheap check of usage data: true only for values `usageRecordSchema` accepts too (anything
+ * it is unsure of goes to the schema itself, which also words the reason).
+ */
+function isPlainUsageRecord(v: unknown): v is UsageRecord {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
+  const r = v as Record<string, unknown>;
+  return (
+    typeof r.tenantId === 'string' &&
+    TENANT_PATTERN.test(r.tenantId) &&
+    optional(r.runId, ID_PATTERN) &&
+    optional(r.agent, AGENT_NAME_PATTERN) &&
+    optional(r.requested) &&
+    typeof r.model === 'string' &&
+    typeof r.deployment === 'string' &&
+    isCount(r.promptTokens) &&
+    isCount(r.completionTokens) &&
+    isAmount(r.costUsd) &&
+    isAmount(r.latencyMs) &&
+    typeof r.at === 'string' &&
+    isCanonicalTimestamp(r.at)
+  );
+}
+
+/**
+ * Decodes METERING messages. Binary-mode usage events the way AOB publishes them take a lean path
+ * (headers read once, one JSON.parse, a hand-written check of the data) that accepts only what the
+ * full path — the CloudEvents NATS binding of `@aob/events` plus the catalog's zod schema —
+ * accepts too; anything else (structured mode, percent-encoded or quoted values, unknown
+ * attributes, a source not yet seen, invalid data, other types) goes through that full path, which
+ * gives the reason a poison message is terminated with.
+ */
+export class UsageDecoder {
+  /** Sources the full decoder has accepted (the SDK's uri-reference check is the costly part). */
+  private readonly knownSources = new Set<string>();
+
+  constructor(private readonly maxMessageBytes = 1024 * 1024) {}
+
+  decode(msg: NatsCloudEventMessage): DecodedMessage {
+    if (msg.data.length > this.maxMessageBytes) {
+      return {
+        kind: 'poison',
+        code: 'PayloadTooLarge',
+        reason: `payload of ${msg.data.length} bytes exceeds the limit of ${this.maxMessageBytes} bytes`,
+      };
+    }
+    return this.lean(msg) ?? this.full(msg);
+  }
+
+  /** The fast path, or undefined when the message needs the full decoder. */
+  private lean(msg: NatsCloudEventMessage): DecodedMessage | undefined {
+    const headers = msg.headers as unknown as Iterable<[string, string[]]> | undefined;
+    if (!headers || msg.data.length === 0) return undefined;
+    let specversion: string | undefined;
+    let id: string | undefined;
+    let source: string | undefined;
+    let type: string | undefined;
+    let tenantId: string | undefined;
+    for (const [name, values] of headers) {
+      if (!name.startsWith('ce-')) {
+        const lower = name.toLowerCase();
+        // content-type could switch the mode, a ce- header in another case is still an attribute
+        if (lower === 'content-type' || lower.startsWith('ce-')) return undefined;
+        continue;
+      }
+      const attribute = name.slice(3);
+      if (!LEAN_ATTRIBUTES.has(attribute) || values.length !== 1) return undefined;
+      const value = values[0]!;
+      // percent-encoded or quoted: the binding decodes it (and may reject it)
+      if (value.includes('%') || value.startsWith('"')) return undefined;
+      switch (attribute) {
+        case 'specversion':
+          specversion = value;
+          break;
+        case 'id':
+          id = value;
+          break;
+        case 'source':
+          source = value;
+          break;
+        case 'type':
+          type = value;
+          break;
+        case 'tenantid':
+          tenantId = value;
+          break;
+        case 'time':
+          if (!isCanonicalTimestamp(value)) return undefined;
+          break;
+        case 'datacontenttype':
+          if (value !== 'application/json') return undefined;
+          break;
+        case 'subject':
+          if (value === '') return undefined;
+          break;
+        default:
+        // traceparent, tracestate: any string
+      }
+    }
+    if (
+      specversion !== '1.0' ||
+      !id ||
+      type !== USAGE_TYPE ||
+      source === undefined ||
+      !this.knownSources.has(source)
+    )
+      return undefined;
+    let data: unknown;
+    try {
+      data = JSON.parse(STRICT_UTF8.decode(msg.data));
+    } catch {
+      return undefined;
+    }
+    if (!isPlainUsageRecord(data)) return undefined;
+    // the parsed object as is: extra members are never read (the INSERT names its columns)
+    return { kind: 'usage', id, source, type, tenantId, record: data };
+  }
+
+  /** The CloudEvents binding and the catalog schema: exact, slower, and words every rejection. */
+  private full(msg: NatsCloudEventMessage): DecodedMessage {
+    let decoded;
+    try {
+      decoded = decodeCloudEventDetailed(msg);
+    } catch (err) {
+      const code = err instanceof DomainError ? err.code : 'InvalidEvent';
+      return { kind: 'poison', code, reason: (err as Error).message };
+    }
+    const { event, attributes } = decoded;
+    const tenantId = typeof attributes.tenantid === 'string' ? attributes.tenantid : undefined;
+    const meta = {
+      id: event.id,
+      type: event.type,
+      ...(tenantId === undefined ? {} : { tenantId }),
+    };
+    const definition = eventByType(event.type);
+    if (!definition) {
+      return {
+        kind: 'poison',
+        code: 'InvalidEvent',
+        reason: `unknown event type "${event.type}" (not in the AOB event catalog)`,
+        ...meta,
+      };
+    }
+    const parsed = definition.schema.safeParse(event.data);
+    if (!parsed.success) {
+      const issues = parsed.error.issues
+        .map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`)
+        .join('; ');
+      return {
+        kind: 'poison',
+        code: 'InvalidEvent',
+        reason: `data of ${event.type} does not match its schema: ${issues}`,
+        ...meta,
+      };
+    }
+    if (event.type === USAGE_TYPE) {
+      if (this.knownSources.size < MAX_KNOWN_SOURCES) this.knownSources.add(event.source);
+      return {
+        kind: 'usage',
+        id: event.id,
+        source: event.source,
+        type: event.type,
+        tenantId,
+        record: parsed.data as UsageRecord,
+      };
+    }
+    if (IGNORED_TYPES.has(event.type))
+      return { kind: 'other', id: event.id, type: event.type, tenantId };
+    return {
+      kind: 'poison',
+      code: 'InvalidEvent',
+      reason: `no handler for event type "${event.type}" on consumer METERING/metering`,
+      ...meta,
+    };
+  }
+}
