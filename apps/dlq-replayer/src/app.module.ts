@@ -1,6 +1,6 @@
 import { type DynamicModule, Module } from '@nestjs/common';
 import { AuthModule } from '@aob/auth';
-import { NatsModule, RedisModule } from '@aob/events';
+import { NatsModule, RedisModule, STREAMS } from '@aob/events';
 import { ObservabilityModule } from '@aob/observability';
 import { DatabaseModule, DataSource, DeadLetterRepository } from '@aob/persistence';
 import { AdvisoryConsumer } from './capture/advisory-consumer';
@@ -27,7 +27,12 @@ export class AppModule {
           applicationName: APP_NAME,
           poolSize: 5,
         }),
-        NatsModule.forRoot({ url: config.NATS_URL, app: APP_NAME }),
+        // aob_jetstream_stream_messages{stream="DLQ"}: the dead-letter queue's size
+        NatsModule.forRoot({
+          url: config.NATS_URL,
+          app: APP_NAME,
+          metrics: { streams: [STREAMS.DLQ.name] },
+        }),
         RedisModule.forRoot({ url: config.REDIS_URL, app: APP_NAME }),
       ],
       providers: [

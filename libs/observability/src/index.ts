@@ -25,7 +25,7 @@ export { ProblemDetailsFilter } from './http/problem-details.filter';
 export { bootstrapHttpApp, type HttpAppOptions } from './http/bootstrap-http-app';
 export { HealthController, Public, PUBLIC_ROUTE_KEY } from './health/health.controller';
 export { startTracing, shutdownTracing } from './tracing/start';
-export { tracingEnabled } from './tracing/state';
+export { tracingEnabled, setTracingEnabled } from './tracing/state';
 export { tracingConfigured, type TracingEnv } from './tracing/config';
 export {
   MessageSpan,

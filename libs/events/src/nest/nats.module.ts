@@ -15,6 +15,7 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import { HealthRegistry } from '@aob/observability';
 import { connectNats } from '../jetstream/connect-nats';
 import { EventPublisher } from '../jetstream/event-publisher';
+import { trackJetStream } from '../jetstream/jetstream-metrics';
 import { provisionJetStream } from '../jetstream/provision-jetstream';
 import { eventSource } from '../catalog';
 
@@ -29,6 +30,11 @@ export interface NatsModuleOptions {
   app: string;
   /** Create or update the catalog's streams and consumers at start-up. @default true */
   provision?: boolean;
+  /**
+   * JetStream state this app reports on /metrics (`aob_jetstream_*`): durable consumers it reads
+   * outside JetStreamServer (which reports its own) and streams whose size matters (the DLQ).
+   */
+  metrics?: { consumers?: { stream: string; durable: string }[]; streams?: string[] };
 }
 
 /**
@@ -56,6 +62,10 @@ export class NatsModule implements OnApplicationShutdown {
               await (await jetstreamManager(nc)).getAccountInfo();
             });
             if (opts.provision !== false) await provisionJetStream(await jetstreamManager(nc));
+            if (opts.metrics) {
+              const untrack = trackJetStream(nc, opts.metrics);
+              void nc.closed().then(untrack);
+            }
             return nc;
           },
         },

@@ -14,6 +14,7 @@ import { isObservable, lastValueFrom } from 'rxjs';
 import { decodeCloudEventDetailed } from '../binding/cloud-event-codec';
 import { EVENTS, eventByType, type ConsumerSpec } from '../catalog';
 import { runIdOf } from '../jetstream/event-publisher';
+import { redeliveriesCounter, trackJetStream } from '../jetstream/jetstream-metrics';
 import { BoundedPool } from './bounded-pool';
 import type { InboundEvent } from './inbound-event';
 import { JetStreamContext } from './jetstream-context';
@@ -58,6 +59,8 @@ export interface JetStreamServerOptions {
 
 interface ConsumerRuntime {
   spec: ConsumerSpec;
+  /** `{stream, consumer}` labels of this consumer's series, built once. */
+  labels: { stream: string; consumer: string };
   ackWaitMs: number;
   maxDeliver: number;
   messages?: ConsumerMessages;
@@ -191,6 +194,8 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
   private ownsConnection = false;
   private closing: Promise<void> | undefined;
   private warnedAboutFilter = false;
+  private readonly redeliveries = redeliveriesCounter();
+  private untrackMetrics: (() => void) | undefined;
   /** Messages received during close(), released (nak) once no pull request is open any more. */
   private readonly held: JsMsg[] = [];
   private pullsStopped = false;
@@ -214,11 +219,13 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
       this.ownsConnection = typeof connection === 'function';
       this.nc = typeof connection === 'function' ? await connection() : connection;
       this.js = jetstream(this.nc);
+      this.untrackMetrics = trackJetStream(this.nc, { consumers: this.options.consumers });
       void this.watchConnection(this.nc);
       this._status$.next('connected');
       const started = this.options.consumers.map((spec) => {
         const runtime: ConsumerRuntime = {
           spec,
+          labels: { stream: spec.stream, consumer: spec.durable },
           ackWaitMs: spec.ackWaitMs,
           maxDeliver: spec.maxDeliver,
         };
@@ -365,6 +372,7 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
         return;
       }
     }
+    if (msg.info.deliveryCount > 1) this.redeliveries.inc(rt.labels);
     const entry: InFlight = { msg, settled: false };
     this.inFlight.add(entry);
     entry.done = this.process(entry, rt).finally(() => {
@@ -571,6 +579,7 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
 
   private async drain(): Promise<void> {
     this.stopping.abort();
+    this.untrackMetrics?.();
     this.pool.close();
     const bounded = <T>(p: Promise<T>, ms: number) =>
       Promise.race([p, new Promise<void>((r) => setTimeout(r, ms).unref())]);

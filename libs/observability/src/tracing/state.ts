@@ -9,7 +9,7 @@ export function tracingEnabled(): boolean {
   return enabled;
 }
 
-/** @internal startTracing and tests only. */
+/** startTracing, and tests that register their own tracer provider. */
 export function setTracingEnabled(value: boolean): void {
   enabled = value;
 }
