@@ -1,7 +1,8 @@
 // Bench section `model-gateway-overhead`: latency the model gateway adds in front of an LLM server.
 //
-// A fake OpenAI-compatible upstream (node:http, in this process, answering at once) is called
-// twice with the same keep-alive HTTP client: directly, and through the model gateway (a real
+// A fake OpenAI-compatible upstream (node:http in a process of its own, as an LLM server is,
+// answering at once) is called twice with the same keep-alive HTTP client (undici Agent, in this
+// process): directly, and through the model gateway (a real
 // child process, `node apps/model-gateway/dist/main.js`, with auth on — the bootstrap admin key,
 // a fresh Postgres database for stored keys and the audit log —, tenant quotas on — every request
 // checked and settled in Redis (own key prefix) against limits high enough never to refuse — and
@@ -9,18 +10,20 @@
 // percentile through the gateway − the same percentile direct, per mode and concurrency:
 //   batch  — non-streamed completion, time to the whole answer;
 //   stream — streamed completion, time to the first content token.
+// Also reported: CPU time per request of the gateway process and of the fake upstream (a bare
+// node:http server), from /proc.
 // The direct baseline is measured interleaved with the gateway in the same run: after a warm-up
 // both ways, BENCH_GW_ROUNDS rounds each send a block directly and then a block through the gateway
 // (the order alternating per round), so machine noise (other processes on a shared box) falls on
 // both sides alike. Loopback only; bounded request counts: BENCH_GW_N (default 2000 each way at
 // concurrency 64, a quarter of it at concurrency 1), BENCH_GW_WARMUP (default 300),
 // BENCH_GW_ROUNDS (default 10). BENCH_GW_NODE_ARGS adds node flags to the gateway process (e.g.
-// `--cpu-prof --cpu-prof-dir=/tmp/prof` to see where its time goes).
+// `--cpu-prof --cpu-prof-dir=/tmp/prof` to see where its time goes); BENCH_GW_MAIN runs another
+// build of it (an older commit's, to compare).
 
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:http';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -37,6 +40,8 @@ const N = Number(process.env.BENCH_GW_N ?? 2000);
 const WARMUP = Number(process.env.BENCH_GW_WARMUP ?? 300);
 const ROUNDS = Math.max(1, Number(process.env.BENCH_GW_ROUNDS ?? 10));
 const NODE_ARGS = (process.env.BENCH_GW_NODE_ARGS ?? '').split(' ').filter(Boolean);
+/** Another build of the gateway to measure (e.g. an older commit's), else this tree's. */
+const MAIN = process.env.BENCH_GW_MAIN ?? path.join(root, 'apps/model-gateway/dist/main.js');
 const ADMIN_KEY = 'aob_bench_admin_key_0123456789abcdef';
 const UPSTREAM_KEY = 'sk-bench-upstream';
 const GOAL = { addedP50Ms: 1, addedP99Ms: 5 };
@@ -48,8 +53,13 @@ const MESSAGES = [
 ];
 const WORDS = ['Five ', 'words ', 'from ', 'the ', 'upstream.'];
 
-/** The fake upstream: answers at once, streamed or not, with usage. */
-async function startUpstream() {
+/**
+ * The fake upstream's program: answers at once, streamed or not, with usage. It runs in a process
+ * of its own (startUpstream), as an LLM server does: the direct calls then cross processes as the
+ * gateway's do, instead of staying in the client's event loop.
+ */
+function upstreamMain(WORDS) {
+  const { createServer } = require('node:http');
   const completion = JSON.stringify({
     id: 'chatcmpl-bench',
     object: 'chat.completion',
@@ -103,21 +113,26 @@ async function startUpstream() {
     });
   });
   server.keepAliveTimeout = 60_000;
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  return { server, url: `http://127.0.0.1:${server.address().port}` };
+  server.listen(0, '127.0.0.1', () => process.stdout.write(`${server.address().port}\n`));
+  process.on('SIGTERM', () => process.exit(0));
+}
+
+async function startUpstream() {
+  const child = spawn(
+    process.execPath,
+    ['-e', `(${upstreamMain.toString()})(${JSON.stringify(WORDS)})`],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  const [port] = await once(child.stdout, 'data');
+  return { child, url: `http://127.0.0.1:${Number(String(port).trim())}` };
 }
 
 async function startGateway(env) {
   const port = await testing.freePort();
-  const child = spawn(
-    process.execPath,
-    [...NODE_ARGS, path.join(root, 'apps/model-gateway/dist/main.js')],
-    {
-      env: { ...process.env, ...env, PORT: String(port), LOG_LEVEL: 'warn' },
-      stdio: ['ignore', 'ignore', 'inherit'],
-    },
-  );
+  const child = spawn(process.execPath, [...NODE_ARGS, MAIN], {
+    env: { ...process.env, ...env, PORT: String(port), LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
   await testing.waitFor(
     async () => (await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => ({ ok: false }))).ok,
     {
@@ -260,10 +275,10 @@ export async function run() {
         const d = { latencies: [], overheads: [] };
         const g = { latencies: [], overheads: [] };
         const block = Math.max(concurrency, Math.ceil(n / ROUNDS));
-        // CPU per request of each side: the gateway process (through it), this process (the
-        // client and the fake upstream) for the direct requests
+        // CPU per request of the gateway process (through it) and of the fake upstream's (a bare
+        // node:http server, direct): what the gateway costs next to what serving a request costs
         let gatewayCpuMs = 0;
-        let directCpuMs = 0;
+        let upstreamCpuMs = 0;
         for (let round = 0, done = 0; done < n; round++, done += block) {
           const size = Math.min(block, n - done);
           const sides = [
@@ -272,13 +287,11 @@ export async function run() {
           ];
           if (round % 2 === 1) sides.reverse();
           for (const [side, into] of sides) {
-            const cpu0 = side === via ? cpuMsOf(gateway.child.pid) : process.cpuUsage();
+            const pid = side === via ? gateway.child.pid : upstream.child.pid;
+            const cpu0 = cpuMsOf(pid);
             const r = await load(dispatcher, side.url, side.headers, stream, concurrency, size);
-            if (side === via) gatewayCpuMs += cpuMsOf(gateway.child.pid) - cpu0;
-            else {
-              const used = process.cpuUsage(cpu0);
-              directCpuMs += (used.user + used.system) / 1000;
-            }
+            if (side === via) gatewayCpuMs += cpuMsOf(pid) - cpu0;
+            else upstreamCpuMs += cpuMsOf(pid) - cpu0;
             into.latencies.push(...r.latencies);
             into.overheads.push(...r.overheads);
           }
@@ -297,7 +310,7 @@ export async function run() {
           gatewayReportedOverheadMs: summary(g.overheads),
           cpuUsPerRequest: {
             gatewayProcess: Math.round((gatewayCpuMs * 1000) / n),
-            directClientAndUpstream: Math.round((directCpuMs * 1000) / n),
+            upstreamProcess: Math.round((upstreamCpuMs * 1000) / n),
           },
           meetsGoal: added.p50 < GOAL.addedP50Ms && added.p99 < GOAL.addedP99Ms,
         });
@@ -329,8 +342,8 @@ export async function run() {
     await dispatcher.close();
     gateway.child.kill('SIGTERM');
     await once(gateway.child, 'exit');
-    upstream.server.closeAllConnections();
-    upstream.server.close();
+    upstream.child.kill('SIGTERM');
+    await once(upstream.child, 'exit');
     await nats.stop();
     await db.drop();
     rmSync(dir, { recursive: true, force: true });
