@@ -73,7 +73,7 @@ const DAYS_IN_MONTH = [0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
  * Date#toISOString writes, and valid for the CloudEvents SDK (RFC 3339) and zod's iso.datetime.
  * Checked character by character: Date.parse per event showed up in profiles.
  */
-function isCanonicalTimestamp(v: string): boolean {
+export function isCanonicalTimestamp(v: string): boolean {
   if (
     v.length !== 24 ||
     v[4] !== '-' ||
@@ -158,11 +158,11 @@ export class UsageDecoder {
         reason: `payload of ${msg.data.length} bytes exceeds the limit of ${this.maxMessageBytes} bytes`,
       };
     }
-    return this.lean(msg) ?? this.full(msg);
+    return this.decodeLean(msg) ?? this.decodeFull(msg);
   }
 
   /** The fast path, or undefined when the message needs the full decoder. */
-  private lean(msg: NatsCloudEventMessage): DecodedMessage | undefined {
+  decodeLean(msg: NatsCloudEventMessage): DecodedMessage | undefined {
     const headers = msg.headers as unknown as Iterable<[string, string[]]> | undefined;
     if (!headers || msg.data.length === 0) return undefined;
     let specversion: string | undefined;
@@ -231,13 +231,24 @@ export class UsageDecoder {
   }
 
   /** The CloudEvents binding and the catalog schema: exact, slower, and words every rejection. */
-  private full(msg: NatsCloudEventMessage): DecodedMessage {
+  decodeFull(msg: NatsCloudEventMessage): DecodedMessage {
     let decoded;
     try {
       decoded = decodeCloudEventDetailed(msg);
     } catch (err) {
       const code = err instanceof DomainError ? err.code : 'InvalidEvent';
-      return { kind: 'poison', code, reason: (err as Error).message };
+      // what the headers say, for the dead-letter record (the event itself is not valid)
+      const header = (name: string) => {
+        const v = msg.headers?.get(name);
+        return v ? { [name.slice(3)]: v } : {};
+      };
+      return {
+        kind: 'poison',
+        code,
+        reason: (err as Error).message,
+        ...header('ce-id'),
+        ...header('ce-type'),
+      };
     }
     const { event, attributes } = decoded;
     const tenantId = typeof attributes.tenantid === 'string' ? attributes.tenantid : undefined;

@@ -2,7 +2,13 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { nanos, type NatsConnection } from '@nats-io/nats-core';
 import type { INestApplication } from '@nestjs/common';
 import { Redis } from 'ioredis';
-import { connectNats, decodeCloudEvent, NATS_CONNECTION, type UsageRecord } from '@aob/events';
+import {
+  connectNats,
+  decodeCloudEvent,
+  encodeBinary,
+  NATS_CONNECTION,
+  type UsageRecord,
+} from '@aob/events';
 import { billingPeriod } from '@aob/quotas';
 import { metricsRegistry } from '@aob/observability';
 import {
@@ -201,6 +207,83 @@ describe('metering ingestion', () => {
       ),
     );
     expect(terminated.rowCount).toBe(0);
+  });
+
+  it('terminates poison inside a big batch with its reason and commits the rest of the batch', async () => {
+    const { jetstream } = await import('@nats-io/jetstream');
+    const { CloudEvent } = await import('cloudevents');
+    const js = jetstream(nc);
+    /** Published around EventPublisher (which would refuse them), as a broken producer could. */
+    const rawPublish = async (id: string, data: unknown, over: Record<string, unknown> = {}) => {
+      const event = new CloudEvent<unknown>(
+        {
+          id,
+          source: 'aob://model-gateway',
+          type: 'aob.metering.usage.v1',
+          datacontenttype: 'application/json',
+          data,
+          ...over,
+        },
+        false,
+      );
+      const { headers, data: bytes } = encodeBinary(event);
+      await js.publish('metering.usage', bytes, { headers, msgID: id });
+      return { headers, bytes };
+    };
+    const good = Array.from({ length: 1_500 }, (_, i) => ({
+      id: `chatcmpl-p${i}`,
+      record: usageRecord(i, 'tenant-p'),
+    }));
+    const poison = {
+      'chatcmpl-p-schema': 'promptTokens',
+      'chatcmpl-p-type': 'unknown event type',
+      'chatcmpl-p-nul': 'cannot be stored',
+      'chatcmpl-p-json': 'not valid JSON',
+    };
+    const publishing = publishUsage(nc, good);
+    await rawPublish('chatcmpl-p-schema', { ...usageRecord(1, 'tenant-p'), promptTokens: -1 });
+    await rawPublish('chatcmpl-p-type', usageRecord(2, 'tenant-p'), {
+      type: 'com.example.unknown',
+    });
+    // valid for the schema, refused by Postgres (text cannot hold NUL): the batch is retried entry by entry
+    await rawPublish('chatcmpl-p-nul', { ...usageRecord(3, 'tenant-p'), model: 'sim\u0000small' });
+    const broken = encodeBinary(
+      new CloudEvent<unknown>(
+        {
+          id: 'chatcmpl-p-json',
+          source: 'aob://model-gateway',
+          type: 'aob.metering.usage.v1',
+          datacontenttype: 'application/json',
+          data: {},
+        },
+        false,
+      ),
+    );
+    await js.publish('metering.usage', new TextEncoder().encode('{"tenantId":'), {
+      headers: broken.headers,
+      msgID: 'chatcmpl-p-json',
+    });
+    await publishing;
+    await waitFor(async () => (await rawCount(db.url, 'tenant-p')) === 1_500, {
+      timeoutMs: 30_000,
+      what: '1500 records',
+    });
+    await waitFor(async () => (await consumerBacklog(nc)) === 0, { what: 'consumer drained' });
+    const terminated = await withPg(
+      db.url,
+      async (pg) =>
+        (
+          await pg.query<{ event_id: string; reason: string }>(
+            `SELECT event_id, reason FROM dlq.terminations WHERE event_id LIKE 'chatcmpl-p-%' ORDER BY 1`,
+          )
+        ).rows,
+    );
+    expect(terminated.map((t) => t.event_id)).toEqual(Object.keys(poison).sort());
+    for (const t of terminated)
+      expect(t.reason).toContain(poison[t.event_id as keyof typeof poison]);
+    const totals = await dailyTotals(db.url, 'tenant-p');
+    expect(totals.requests).toBe(1_500);
+    expect(totals.promptTokens).toBe(sumOf(good.map((g) => g.record)).promptTokens);
   });
 
   it('prunes raw records past retention and keeps the aggregates', async () => {
