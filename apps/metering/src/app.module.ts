@@ -35,7 +35,12 @@ export class AppModule {
           applicationName: `aob-${APP_NAME}`,
           poolSize: config.DB_POOL_SIZE,
         }),
-        NatsModule.forRoot({ url: config.NATS_URL, app: APP_NAME }),
+        // the batch consumer is no JetStreamServer: its lag and redeliveries are reported here
+        NatsModule.forRoot({
+          url: config.NATS_URL,
+          app: APP_NAME,
+          metrics: { consumers: [CONSUMERS.metering] },
+        }),
         RedisModule.forRoot({ url: config.REDIS_URL, app: APP_NAME }),
         QuotaModule.forRoot({ config, app: APP_NAME }),
       ],

@@ -31,6 +31,7 @@ export {
 } from './jetstream/event-publisher';
 export { subjectMatches } from './jetstream/subject-match';
 
+export { trackJetStream, redeliveriesCounter } from './jetstream/jetstream-metrics';
 export {
   JetStreamServer,
   JETSTREAM_TRANSPORT,

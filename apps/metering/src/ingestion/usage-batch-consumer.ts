@@ -3,10 +3,13 @@ import { Logger, type LoggerService } from '@nestjs/common';
 import { Server, type CustomTransportStrategy } from '@nestjs/microservices';
 import { jetstream, type Consumer, type JsMsg } from '@nats-io/jetstream';
 import { millis, type NatsConnection } from '@nats-io/nats-core';
+import { tracingEnabled, type MessageSpan } from '@aob/observability';
 import {
   describeFailure,
+  redeliveriesCounter,
   retryDelayMs,
   settlementFor,
+  startConsumerSpan,
   type ConsumerSpec,
   type TerminationInfo,
 } from '@aob/events';
@@ -42,6 +45,8 @@ export interface UsageBatchConsumerOptions {
 interface Item {
   msg: JsMsg;
   entry: UsageEntry;
+  /** Tracing on: the message's `process metering.usage` span, ended once it is settled. */
+  span: MessageSpan | undefined;
 }
 
 const sleep = (ms: number, signal: AbortSignal) =>
@@ -87,10 +92,13 @@ export class UsageBatchConsumer extends Server implements CustomTransportStrateg
   private keepAlive: NodeJS.Timeout | undefined;
   private closing: Promise<void> | undefined;
   private readonly settling = new Set<Promise<void>>();
+  private readonly redeliveries = redeliveriesCounter();
+  private readonly labels: { stream: string; consumer: string };
 
   constructor(private readonly options: UsageBatchConsumerOptions) {
     super();
     this.log = options.logger ?? new Logger(UsageBatchConsumer.name);
+    this.labels = { stream: options.consumer.stream, consumer: options.consumer.durable };
     this.ackWaitMs = options.consumer.ackWaitMs;
     this.maxDeliver = options.consumer.maxDeliver;
     this.batcher = new MicroBatcher<Item, void>({
@@ -229,6 +237,7 @@ export class UsageBatchConsumer extends Server implements CustomTransportStrateg
   private accept(msg: JsMsg): void {
     // received: its credit moves from `reserved` to `unsettled`
     this.reserved--;
+    if (msg.info.deliveryCount > 1) this.redeliveries.inc(this.labels);
     this.unsettled.set(msg, Date.now());
     let decoded: DecodedMessage;
     try {
@@ -261,6 +270,22 @@ export class UsageBatchConsumer extends Server implements CustomTransportStrateg
     this.batcher.push({
       msg,
       entry: { source: decoded.source, eventId: decoded.id, record: decoded.record },
+      span: tracingEnabled() ? this.startSpan(msg, decoded) : undefined,
+    });
+  }
+
+  /** The consumer span of a usage event, continuing the trace of the model call that caused it. */
+  private startSpan(msg: JsMsg, decoded: Extract<DecodedMessage, { kind: 'usage' }>) {
+    const traceparent = msg.headers?.get('ce-traceparent');
+    const tracestate = msg.headers?.get('ce-tracestate');
+    return startConsumerSpan(msg, this.options.consumer.durable, {
+      id: decoded.id,
+      type: decoded.type,
+      source: decoded.source,
+      data: decoded.record,
+      ...(decoded.tenantId === undefined ? {} : { tenantId: decoded.tenantId }),
+      ...(traceparent ? { traceparent } : {}),
+      ...(tracestate ? { tracestate } : {}),
     });
   }
 
@@ -270,12 +295,16 @@ export class UsageBatchConsumer extends Server implements CustomTransportStrateg
     try {
       outcomes = await this.options.ingestion.writeBatch(items.map((i) => i.entry));
     } catch (error) {
-      for (const { msg, entry } of items) this.retry(msg, entry, error);
+      for (const { msg, entry, span } of items) {
+        this.retry(msg, entry, error);
+        span?.end(error);
+      }
       return [];
     }
     for (let i = 0; i < items.length; i++) {
-      const { msg, entry } = items[i]!;
+      const { msg, entry, span } = items[i]!;
       const outcome = outcomes[i]!;
+      span?.end(outcome.ok ? undefined : outcome.error);
       if (outcome.ok) this.settle(msg, () => msg.ack());
       else
         this.track(
