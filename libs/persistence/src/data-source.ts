@@ -17,6 +17,7 @@ import { ApiKey } from './entities/api-key.entity';
 import { AuditLogEntry } from './entities/audit-log-entry.entity';
 import { DeadLetter } from './entities/dead-letter.entity';
 import { DlqDeadLetters1763777300000 } from './migrations/1763777300000-dlq-dead-letters';
+import { ExecutorRunReplays1763777400000 } from './migrations/1763777400000-executor-run-replays';
 import { CheckpointRetentionIndex1763777500000 } from './migrations/1763777500000-checkpoint-retention-index';
 
 export const ENTITIES = [
@@ -41,6 +42,7 @@ export const MIGRATIONS = [
   AuthApiKeysAuditLog1763777100000,
   MeteringUsageQuotas1763777200000,
   DlqDeadLetters1763777300000,
+  ExecutorRunReplays1763777400000,
   CheckpointRetentionIndex1763777500000,
 ];
 

@@ -11,8 +11,10 @@ export interface ClaimInput {
   /** CloudEvent id of the request. */
   eventId: string;
   input: unknown;
-  /** Delivery count of the request message: what `attempts` reports. */
+  /** Delivery count of the request message (the run's attempt on its first claim). */
   attempts: number;
+  /** `ce-aobreplay` of the request: the dead-letter replay it is (0: not a replay). */
+  replay: number;
   /** Identifies this claim (one delivery in one process). */
   leaseOwner: string;
   leaseTtlMs: number;
@@ -23,7 +25,15 @@ export type ClaimResult =
    * This delivery owns the run now. `startedAt` is when the run was first claimed;
    * `hasCheckpoints` says whether earlier deliveries checkpointed steps (only then are they read).
    */
-  | { kind: 'claimed'; startedAt: Date; hasCheckpoints: boolean }
+  | {
+      kind: 'claimed';
+      startedAt: Date;
+      hasCheckpoints: boolean;
+      /** The run's attempt number: deliveries that claimed it, counted across replays. */
+      attempt: number;
+      /** Dead-letter replays the run has accepted (this one included). */
+      replays: number;
+    }
   /** The run has finished: answer with its stored terminal event. */
   | { kind: 'terminal'; run: ExecutorRun }
   /** Another delivery holds a live lease on it. */
@@ -72,28 +82,43 @@ export class ExecutorRunRepository {
   }
 
   /**
-   * Claims the run for this delivery in one statement: inserts it, or takes over a `running` row of
-   * the same tenant and agent whose lease is free or expired. Otherwise says why not.
+   * Claims the run for this delivery in one statement: inserts it, takes over a `running` row of the
+   * same tenant and agent whose lease is free or expired, or reopens a `failed` one for a
+   * dead-letter replay numbered above the run's `replays` (it resumes after its last checkpoint).
+   * Otherwise says why not. `attempts` counts the claims: the delivery count on the first one, one
+   * more on each later one (a replay's deliveries start again at 1; the run's attempts go on).
    */
   async claim(c: ClaimInput): Promise<ClaimResult> {
     // The EXISTS probe rides along (checkpoints_run_step_uq) so a first delivery, which has no
     // checkpoints, needs no second query to find that out.
-    const claimed = await preparedQuery<{ started_at: Date; has_checkpoints: boolean }>(
+    const claimed = await preparedQuery<{
+      started_at: Date;
+      attempts: number;
+      replays: number;
+      has_checkpoints: boolean;
+    }>(
       this.ds,
       'executor_run_claim',
       `INSERT INTO executor.runs AS r
-         (run_id, tenant_id, agent, thread_id, status, event_id, input, attempts, lease_owner, lease_expires_at)
-       VALUES ($1, $2, $3, $4, 'running', $5, $6::jsonb, $7, $8, now() + $9 * interval '1 millisecond')
+         (run_id, tenant_id, agent, thread_id, status, event_id, input, attempts, lease_owner, lease_expires_at, replays)
+       VALUES ($1, $2, $3, $4, 'running', $5, $6::jsonb, $7, $8, now() + $9 * interval '1 millisecond', $10)
        ON CONFLICT (run_id) DO UPDATE
-         SET attempts = EXCLUDED.attempts,
+         SET attempts = GREATEST(r.attempts + 1, EXCLUDED.attempts),
              lease_owner = EXCLUDED.lease_owner,
              lease_expires_at = EXCLUDED.lease_expires_at,
+             status = 'running',
+             replays = GREATEST(r.replays, EXCLUDED.replays),
+             result_event_id = NULL,
+             result_type = NULL,
+             result = NULL,
+             finished_at = NULL,
              updated_at = now()
-         WHERE r.status = 'running'
-           AND r.tenant_id = EXCLUDED.tenant_id
+         WHERE r.tenant_id = EXCLUDED.tenant_id
            AND r.agent = EXCLUDED.agent
-           AND (r.lease_owner IS NULL OR r.lease_expires_at IS NULL OR r.lease_expires_at <= now())
-       RETURNING r.started_at,
+           AND ((r.status = 'running'
+                 AND (r.lease_owner IS NULL OR r.lease_expires_at IS NULL OR r.lease_expires_at <= now()))
+             OR (r.status = 'failed' AND EXCLUDED.replays > r.replays))
+       RETURNING r.started_at, r.attempts, r.replays,
                  EXISTS (SELECT 1 FROM executor.checkpoints c WHERE c.run_id = r.run_id) AS has_checkpoints`,
       [
         c.runId,
@@ -105,6 +130,7 @@ export class ExecutorRunRepository {
         c.attempts,
         c.leaseOwner,
         c.leaseTtlMs,
+        c.replay,
       ],
     );
     if (claimed[0]) {
@@ -112,6 +138,8 @@ export class ExecutorRunRepository {
         kind: 'claimed',
         startedAt: claimed[0].started_at,
         hasCheckpoints: claimed[0].has_checkpoints,
+        attempt: claimed[0].attempts,
+        replays: claimed[0].replays,
       };
     }
 
@@ -248,7 +276,7 @@ export class ExecutorRunRepository {
    * @returns the finish time, or null when the run id already had a row (left untouched)
    */
   async insertFailed(
-    c: Omit<ClaimInput, 'leaseOwner' | 'leaseTtlMs'>,
+    c: Omit<ClaimInput, 'leaseOwner' | 'leaseTtlMs' | 'replay'>,
     t: Omit<TerminalRecord, 'status'>,
   ): Promise<Date | null> {
     const rows: { finished_at: Date }[] = await this.ds.query(

@@ -3,6 +3,8 @@ import { DomainError, describeError, isDomainError, type ErrorCode } from '@aob/
 import {
   EVENTS,
   ID_PATTERN,
+  REPLAY_EXTENSION,
+  REPLAY_HEADER,
   RunEventStream,
   TENANT_PATTERN,
   type ExecuteRequest,
@@ -34,6 +36,8 @@ export interface Delivery {
   isLastDelivery: boolean;
   /** Aborted when the shutdown grace period ends. */
   signal: AbortSignal;
+  /** Message headers (`ce-aobreplay` of a dead-letter replay, whatever the content mode). */
+  headers?: { get(name: string): string } | undefined;
 }
 
 /** Floor of the wait a duplicate delivery is told to take while another one holds the run. */
@@ -155,6 +159,7 @@ export class RunExecutor {
       eventId: event.id,
       input: req.input,
       attempts: attempt,
+      replay: replayNumber(event, delivery),
       leaseOwner,
       leaseTtlMs: this.config.EXECUTOR_LEASE_TTL_MS,
     });
@@ -187,7 +192,9 @@ export class RunExecutor {
         return this.run(agent, parsed.data, {
           run,
           req,
-          attempt,
+          // Counted across dead-letter replays (a replay's deliveries start at 1 again).
+          attempt: claim.attempt,
+          replays: claim.replays,
           delivery,
           leaseOwner,
           startedAt: claim.startedAt,
@@ -205,6 +212,7 @@ export class RunExecutor {
       run: RunRef;
       req: ExecuteRequest;
       attempt: number;
+      replays: number;
       delivery: Delivery;
       leaseOwner: string;
       startedAt: Date;
@@ -431,6 +439,7 @@ export class RunExecutor {
     c: {
       run: RunRef;
       attempt: number;
+      replays: number;
       delivery: Delivery;
       leaseOwner: string;
       stream: RunStreamWriter;
@@ -479,14 +488,14 @@ export class RunExecutor {
     };
     const finished = await this.runs.finish(run.tenantId, run.runId, leaseOwner, {
       status: 'failed',
-      eventId: statusEventIds.failed(run.runId),
+      eventId: statusEventIds.failed(run.runId, c.replays),
       eventType: EVENTS.agentFailed.type,
       result: failure,
       attempts: attempt,
     });
     if (!finished) throw this.leaseLost(run, log);
     stream.append('failed', failure);
-    await this.publishFailed(run, failure, finished.finishedAt, log);
+    await this.publishFailed(run, failure, finished.finishedAt, log, c.replays);
     await stream.flush();
     this.count(run.agent, 'failed');
     this.metrics.duration.observe({ agent: run.agent }, (Date.now() - c.claimedAt) / 1000);
@@ -557,9 +566,10 @@ export class RunExecutor {
     failure: RunFailure,
     finishedAt: Date,
     log: Logger,
+    replays = 0,
   ): Promise<void> {
     try {
-      await this.status.failed(run, failure, finishedAt);
+      await this.status.failed(run, failure, finishedAt, replays);
     } catch (err) {
       // Stored with the run: a republished request publishes it again.
       log.error({ err }, 'publishing the failed event failed');
@@ -589,4 +599,19 @@ export class RunExecutor {
 function finalError(cause: unknown, error: { code: string; message: string }): DomainError {
   if (isDomainError(cause) && !cause.retryable) return cause;
   return new DomainError(error.code as ErrorCode, error.message, { retryable: false, cause });
+}
+
+/**
+ * The dead-letter replay a request is (`ce-aobreplay`: the extension attribute of a binary-mode
+ * event, or the header the replayer adds in either mode); 0 when it is none or not a number.
+ */
+export function replayNumber(
+  event: InboundEvent<unknown>,
+  delivery: Pick<Delivery, 'headers'>,
+): number {
+  const value: unknown =
+    (event.event as unknown as Record<string, unknown>)[REPLAY_EXTENSION] ??
+    delivery.headers?.get(REPLAY_HEADER);
+  const n = typeof value === 'number' ? value : Number(typeof value === 'string' ? value : NaN);
+  return Number.isSafeInteger(n) && n > 0 && n <= 2_147_483_647 ? n : 0;
 }

@@ -34,7 +34,9 @@ export const statusEventIds = {
   started: (runId: string, attempt: number) => `${runId}.started.${attempt}`,
   step: (runId: string, step: number) => `${runId}.step.${step}`,
   completed: (runId: string) => `${runId}.completed`,
-  failed: (runId: string) => `${runId}.failed`,
+  /** A run reopened by a dead-letter replay may fail again: each life's failure has its own id. */
+  failed: (runId: string, replays = 0) =>
+    replays > 0 ? `${runId}.failed.${replays}` : `${runId}.failed`,
   cancelled: (runId: string) => `${runId}.cancelled`,
 };
 
@@ -73,11 +75,11 @@ export class RunStatusPublisher {
     );
   }
 
-  async failed(run: RunRef, failure: RunFailure, time: Date): Promise<void> {
+  async failed(run: RunRef, failure: RunFailure, time: Date, replays = 0): Promise<void> {
     await this.publisher.publish(
       'agentFailed',
       failure,
-      this.options(run, statusEventIds.failed(run.runId), time),
+      this.options(run, statusEventIds.failed(run.runId, replays), time),
     );
   }
 

@@ -1,4 +1,8 @@
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import type { INestApplication } from '@nestjs/common';
+import { Pool } from 'pg';
 import { AckPolicy, jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { headers as natsHeaders, nanos, type NatsConnection } from '@nats-io/nats-core';
 import { DomainError } from '@aob/errors';
@@ -27,6 +31,7 @@ import {
   freePort,
   startNatsServer,
   testRedisUrl,
+  uniqueKeyPrefix,
   waitFor,
   type TestDatabase,
   type TestNatsServer,
@@ -305,11 +310,242 @@ describe('dlq-replayer captures dead messages, quarantines and replays them', ()
         .num_ack_pending,
     ).toBe(0);
   });
+});
 
-  it.todo(
-    // Needs the agent-executor change described in apps/dlq-replayer/README.md ("Replays and the
-    // executor"): a request whose ce-aobreplay is above the run's stored replay count reopens a
-    // failed run. Until it lands the executor answers a replayed failed run with its failed event.
-    'a replayed echo run that failed with fail: transient, failTimes N resumes and completes',
-  );
+const ROOT = join(__dirname, '../../../..');
+const EXECUTOR_MAIN = join(ROOT, 'apps/agent-executor/dist/main.js');
+
+interface StatusEvent {
+  seq: number;
+  id: string;
+  type: string;
+  subject: string | undefined;
+  time: string | undefined;
+  data: Record<string, unknown>;
+}
+
+/**
+ * The agent executor is another app: it runs here as it is deployed, `node dist/main.js` (built by
+ * turbo, cached), against this suite's nats-server and database.
+ */
+describe('a replayed failed run resumes in the agent executor (ce-aobreplay reopens it)', () => {
+  let nats: TestNatsServer;
+  let db: TestDatabase;
+  let nc: NatsConnection;
+  let jsm: JetStreamManager;
+  let pg: Pool;
+  let publisher: EventPublisher;
+  let executor: ChildProcess | undefined;
+  let replayer: INestApplication | undefined;
+  const statusCache: StatusEvent[] = [];
+
+  const statusEvents = async (runId: string) => {
+    const info = await jsm.streams.info('AGENT_STATUS');
+    for (let seq = (statusCache.at(-1)?.seq ?? 0) + 1; seq <= info.state.last_seq; seq++) {
+      const m = await jsm.streams.getMessage('AGENT_STATUS', { seq });
+      if (!m) continue;
+      const ce = decodeCloudEvent({ headers: m.header, data: m.data });
+      statusCache.push({
+        seq,
+        id: ce.id,
+        type: ce.type,
+        subject: ce.subject,
+        time: ce.time,
+        data: ce.data as Record<string, unknown>,
+      });
+    }
+    return statusCache.filter((e) => e.subject === runId);
+  };
+  const waitForEvent = async (runId: string, test: (e: StatusEvent) => boolean, what: string) => {
+    let found: StatusEvent | undefined;
+    await waitFor(
+      async () => {
+        found = (await statusEvents(runId)).find(test);
+        return found !== undefined;
+      },
+      { timeoutMs: 20_000, what },
+    );
+    return found!;
+  };
+  const started = async (runId: string) =>
+    (await statusEvents(runId)).filter((e) => e.type === 'aob.agent.started.v1');
+  const runRow = async (runId: string) =>
+    (await pg.query('SELECT * FROM executor.runs WHERE run_id = $1', [runId])).rows[0] as
+      Record<string, unknown> | undefined;
+  const checkpoints = async (runId: string) =>
+    (
+      await pg.query<{ step: number; created_at: Date }>(
+        'SELECT step, created_at FROM executor.checkpoints WHERE run_id = $1 ORDER BY step',
+        [runId],
+      )
+    ).rows;
+  const executorIdle = async () => {
+    const info = await jsm.consumers.info('AGENT_EXECUTION', 'agent-executor-workers');
+    return info.num_ack_pending === 0 && info.num_pending === 0;
+  };
+  /** The run's original request again, as another message with `ce-aobreplay: n`. */
+  const replayByHand = async (runId: string, n: number, msgID: string) => {
+    const original = await jsm.streams.getMessage('AGENT_EXECUTION', {
+      last_by_subj: 'agent.execute.echo',
+    });
+    expect(original!.header.get('ce-id')).toBe(runId);
+    const h = natsHeaders();
+    for (const [name, values] of original!.header) {
+      if (!/^nats-/i.test(name)) for (const v of values) h.append(name, v);
+    }
+    h.set('ce-aobreplay', String(n));
+    await jetstream(nc).publish('agent.execute.echo', original!.data, { headers: h, msgID });
+  };
+
+  beforeAll(async () => {
+    execFileSync(
+      'npx',
+      ['turbo', 'run', 'build', '--filter=@aob/agent-executor...', '--output-logs=errors-only'],
+      { cwd: ROOT, stdio: 'inherit', env: { ...process.env, TURBO_TELEMETRY_DISABLED: '1' } },
+    );
+    if (!existsSync(EXECUTOR_MAIN)) throw new Error(`${EXECUTOR_MAIN} missing after the build`);
+    [nats, db] = await Promise.all([startNatsServer(), createTestDatabase('aob_dlq_replay')]);
+    nc = await connectNats({ url: nats.url, name: 'dlq-replay-test' });
+    jsm = await jetstreamManager(nc);
+    pg = new Pool({ connectionString: db.url, max: 2 });
+    publisher = new EventPublisher(jetstream(nc), 'aob://dlq-replay-test');
+
+    const port = await freePort();
+    const child = spawn(process.execPath, [EXECUTOR_MAIN], {
+      cwd: ROOT,
+      env: {
+        PATH: process.env.PATH ?? '',
+        PORT: String(port),
+        NATS_URL: nats.url,
+        DATABASE_URL: db.url,
+        REDIS_URL: testRedisUrl(),
+        RUN_STREAM_KEY_PREFIX: uniqueKeyPrefix('dlqreplay'),
+        LOG_LEVEL: 'warn',
+        EXECUTOR_RETRY_BASE_MS: '50',
+        EXECUTOR_RETRY_MAX_MS: '200',
+      },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    executor = child;
+    let stderr = '';
+    child.stderr?.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-4_000)));
+    await waitFor(
+      async () => {
+        if (child.exitCode !== null) throw new Error(`executor exited: ${stderr}`);
+        return (await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200;
+      },
+      { timeoutMs: 30_000, what: 'the executor process to be ready' },
+    );
+
+    const config = loadDlqReplayerConfig({
+      NATS_URL: nats.url,
+      DATABASE_URL: db.url,
+      REDIS_URL: testRedisUrl(),
+      PORT: String(await freePort()),
+      LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+      DLQ_QUARANTINE_MS: '300',
+      DLQ_MAX_REPLAYS: '2',
+      DLQ_SWEEP_INTERVAL_MS: '100',
+    });
+    replayer = await bootstrapHttpApp(AppModule.forRoot(config), {
+      app: APP_NAME,
+      port: config.PORT,
+    });
+  }, 120_000);
+
+  afterAll(async () => {
+    await replayer?.close();
+    if (executor && executor.exitCode === null) {
+      const exited = new Promise((r) => executor!.once('exit', r));
+      executor.kill('SIGTERM');
+      await exited;
+    }
+    await nc?.close();
+    await pg?.end();
+    await nats?.stop();
+    await db?.drop();
+  });
+
+  it('an echo run failing transiently lands in the DLQ, the replay resumes after its checkpoints and completes', async () => {
+    // Deliveries 1-5 (the consumer's max_deliver) fail in step 3; the replay is attempt 6.
+    const runId = 'phoenix-1';
+    await publisher.publish(
+      'agentExecute',
+      { agent: 'echo', input: { message: 'phoenix', steps: 3, fail: 'transient', failTimes: 5 } },
+      { id: runId, subject: 'agent.execute.echo', tenantId: TENANT },
+    );
+    const failed = await waitForEvent(runId, (e) => e.type === 'aob.agent.failed.v1', 'failed');
+    expect(failed).toMatchObject({
+      id: `${runId}.failed`,
+      data: { attempts: 5, deadLettered: true, error: { code: 'AgentFailed', retryable: true } },
+    });
+    const completed = await waitForEvent(
+      runId,
+      (e) => e.type === 'aob.agent.completed.v1',
+      'the completion after the replay',
+    );
+    expect(completed.data).toMatchObject({ output: { echo: 'phoenix' }, attempts: 6 });
+
+    const { rows: letters } = await pg.query(
+      `SELECT status, replays FROM dlq.dead_letters WHERE event_id = $1`,
+      [runId],
+    );
+    expect(letters).toEqual([{ status: 'replayed', replays: 1 }]);
+    expect(await runRow(runId)).toMatchObject({
+      status: 'completed',
+      attempts: 6,
+      replays: 1,
+      result_event_id: `${runId}.completed`,
+    });
+    // Steps 1 and 2 ran once, on the first delivery; step 3 only on the replay.
+    const failedAt = Date.parse(failed.time!);
+    const saved = await checkpoints(runId);
+    expect(saved.map((c) => c.step)).toEqual([1, 2, 3]);
+    expect(saved.slice(0, 2).every((c) => c.created_at.getTime() < failedAt)).toBe(true);
+    expect(saved[2]!.created_at.getTime()).toBeGreaterThan(failedAt);
+    expect((await started(runId)).map((e) => e.data.attempt)).toEqual([1, 2, 3, 4, 5, 6]);
+
+    // The same replay again (another message, ce-aobreplay 1) and a later one: the run has
+    // completed, so each answers with the completed event and nothing runs again.
+    await replayByHand(runId, 1, 'again-1');
+    await replayByHand(runId, 2, 'again-2');
+    await waitFor(executorIdle, { timeoutMs: 10_000, what: 'the repeats settled' });
+    expect(await started(runId)).toHaveLength(6);
+    expect(await checkpoints(runId)).toHaveLength(3);
+    expect(await runRow(runId)).toMatchObject({ status: 'completed', attempts: 6, replays: 1 });
+  }, 45_000);
+
+  it('a repeated replay of a failed run never runs it twice; a failed replay has its own failed event', async () => {
+    // Replays by hand from here: the replayer's sweeper would replay on its own schedule.
+    await replayer?.close();
+    replayer = undefined;
+    const runId = 'never-1';
+    await publisher.publish(
+      'agentExecute',
+      { agent: 'echo', input: { message: 'never', fail: 'transient' } },
+      { id: runId, subject: 'agent.execute.echo', tenantId: TENANT },
+    );
+    await waitForEvent(runId, (e) => e.id === `${runId}.failed`, 'the first failure');
+
+    await replayByHand(runId, 1, `${runId}-replay-1`);
+    const failedAgain = await waitForEvent(
+      runId,
+      (e) => e.id === `${runId}.failed.1`,
+      'the failure of replay 1',
+    );
+    expect(failedAgain.data).toMatchObject({ attempts: 10, deadLettered: true });
+    await waitFor(executorIdle, { timeoutMs: 10_000, what: 'replay 1 settled' });
+    expect(await started(runId)).toHaveLength(10);
+    expect(await runRow(runId)).toMatchObject({ status: 'failed', attempts: 10, replays: 1 });
+
+    await replayByHand(runId, 1, `${runId}-replay-1-again`);
+    await waitFor(executorIdle, { timeoutMs: 10_000, what: 'the repeat settled' });
+    expect(await started(runId)).toHaveLength(10);
+    expect(await runRow(runId)).toMatchObject({
+      status: 'failed',
+      attempts: 10,
+      replays: 1,
+      result_event_id: `${runId}.failed.1`,
+    });
+  }, 45_000);
 });

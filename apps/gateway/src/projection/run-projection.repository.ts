@@ -28,7 +28,10 @@ const json = (v: unknown) => (v === undefined ? null : JSON.stringify(v));
 
 /**
  * Writes the run projection from status events. Idempotent and order-tolerant: status only moves
- * forward (queued < running < terminal), a terminal row is never changed, attempts only grow.
+ * forward (queued < running < terminal), a terminal row is never changed, attempts only grow. The
+ * one way back: a `failed` run reopened by a dead-letter replay, told apart from a late event by
+ * its attempts (the executor counts them on across replays): an event with more attempts than the
+ * failed row moves it again.
  */
 @Injectable()
 export class RunProjectionRepository {
@@ -43,12 +46,15 @@ export class RunProjectionRepository {
        ON CONFLICT (run_id) DO UPDATE SET
          status = EXCLUDED.status,
          output = CASE WHEN $11::boolean THEN EXCLUDED.output ELSE r.output END,
-         error = CASE WHEN $11::boolean THEN EXCLUDED.error ELSE r.error END,
+         error = CASE WHEN $11::boolean THEN EXCLUDED.error WHEN r.status = 'failed' THEN NULL ELSE r.error END,
          usage = CASE WHEN $11::boolean THEN EXCLUDED.usage ELSE r.usage END,
          duration_ms = CASE WHEN $11::boolean THEN EXCLUDED.duration_ms ELSE r.duration_ms END,
          attempts = GREATEST(r.attempts, EXCLUDED.attempts),
          updated_at = now()
-       WHERE r.tenant_id = EXCLUDED.tenant_id AND r.status IN ('queued', 'running')
+       WHERE r.tenant_id = EXCLUDED.tenant_id
+         AND (r.status IN ('queued', 'running')
+           -- a dead-letter replay reopened the failed run: its attempts go on counting
+           OR (r.status = 'failed' AND EXCLUDED.attempts > r.attempts))
        RETURNING 1`,
       [
         u.runId,

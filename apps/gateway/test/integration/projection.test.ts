@@ -177,6 +177,35 @@ describe('gateway: run projection, lists, threads, tenancy', () => {
     });
   });
 
+  it('reopens a failed run for a dead-letter replay (more attempts), never for a late event', async () => {
+    const runId = await submit({ agent: 'echo', input: { fail: 'transient' } });
+    const ref = { runId, agent: 'echo', threadId: runId };
+    await emit('agentFailed', `${runId}.failed`, {
+      ...ref,
+      error: { code: 'AgentFailed', message: 'transient', retryable: true },
+      attempts: 2,
+      deadLettered: true,
+    });
+    await waitForRun(runId, (r) => r.status === 'failed', 'failed');
+    await emit('agentStarted', `${runId}.started.2`, { ...ref, attempt: 2 });
+    await projectionCaughtUp();
+    expect(await getRun(runId)).toMatchObject({ status: 'failed', attempts: 2 });
+
+    // the replay's delivery: attempt 3
+    await emit('agentStarted', `${runId}.started.3`, { ...ref, attempt: 3 });
+    await waitForRun(runId, (r) => r.status === 'running', 'reopened');
+    expect((await getRun(runId)).error).toBeUndefined();
+    await emit('agentCompleted', `${runId}.completed`, {
+      ...ref,
+      output: 'second life',
+      usage,
+      attempts: 3,
+      durationMs: 9,
+    });
+    await waitForRun(runId, (r) => r.status === 'completed', 'completed after the replay');
+    expect(await getRun(runId)).toMatchObject({ output: 'second life', attempts: 3 });
+  });
+
   it('creates the run of a request submitted straight to the bus from its status events', async () => {
     const runId = 'bus-only-run-1';
     await emit('agentStarted', `${runId}.started.1`, {

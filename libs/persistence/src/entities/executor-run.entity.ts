@@ -12,7 +12,10 @@ export class ExecutorRun {
   @Column({ type: 'text' }) status!: ExecutorRunStatus;
   @Column({ name: 'event_id', type: 'text' }) eventId!: string;
   @Column({ type: 'jsonb', nullable: true }) input!: unknown;
+  /** Deliveries that claimed the run, across dead-letter replays. */
   @Column({ type: 'int', default: 0 }) attempts!: number;
+  /** Highest dead-letter replay number (`ce-aobreplay`) accepted; a higher one reopens a failed run. */
+  @Column({ type: 'int', default: 0 }) replays!: number;
   /** The terminal status event's CloudEvent id and data, republished as-is on redelivery. */
   @Column({ name: 'result_event_id', type: 'text', nullable: true }) resultEventId!: string | null;
   @Column({ name: 'result_type', type: 'text', nullable: true }) resultType!: string | null;
