@@ -18,6 +18,8 @@
 // republished with another Nats-Msg-Id and nothing changes.
 // Needs a build (`npm run bench` builds first) and the local PostgreSQL and Redis.
 //   BENCH_METERING_N (default 20000)
+//   BENCH_METERING_MAIN: the metering entry point to run (default apps/metering/dist/main.js), to
+//                        compare another build under the same publisher on the same machine
 
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -36,6 +38,9 @@ const testing = require(path.join(root, 'libs/testing/dist'));
 const events = require(path.join(root, 'libs/events/dist'));
 
 const N = Number(process.env.BENCH_METERING_N ?? 20_000);
+const MAIN = path.resolve(
+  process.env.BENCH_METERING_MAIN ?? path.join(root, 'apps/metering/dist/main.js'),
+);
 const log = (m) => process.stderr.write(`bench: ${m}\n`);
 const round = (x) => Math.round(x * 100) / 100;
 
@@ -152,7 +157,7 @@ function cpuPerEvent(before, after, n) {
 
 async function startMetering(env) {
   const port = await testing.freePort();
-  const child = spawn(process.execPath, [path.join(root, 'apps/metering/dist/main.js')], {
+  const child = spawn(process.execPath, [MAIN], {
     env: { ...process.env, ...env, PORT: String(port), LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
