@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort, waitFor } from '@aob/testing';
 import { ExecutorFixture } from '../support/executor-fixture';
+import { FakeModelGateway } from '../support/fake-model-gateway';
 
 jest.setTimeout(180_000);
 
@@ -42,6 +43,7 @@ const kill = (child: ChildProcess) =>
 
 describe('agent-executor crash and resume (child process, SIGKILL)', () => {
   let f: ExecutorFixture;
+  let model: FakeModelGateway;
   const children: ChildProcess[] = [];
 
   beforeAll(async () => {
@@ -53,15 +55,29 @@ describe('agent-executor crash and resume (child process, SIGKILL)', () => {
     );
     if (!existsSync(MAIN)) throw new Error(`${MAIN} missing after the build`);
     f = await ExecutorFixture.create();
+    model = new FakeModelGateway();
+    // The first call for step c hangs until the worker dies mid-call; every other call answers.
+    let hung = false;
+    model.reply = (call) => {
+      const prompt = call.body.messages.at(-1)?.content ?? '';
+      if (prompt === 'prompt c' && !hung) {
+        hung = true;
+        // a slow stream: it is still on its first token when the worker is killed
+        return { tokens: ['never', 'answered'], tokenDelayMs: 10_000 };
+      }
+      return { tokens: [`answer to ${prompt}`] };
+    };
+    await model.start();
   });
 
   afterAll(async () => {
     await Promise.all(children.map(kill));
     await f?.close();
+    await model?.stop();
   });
 
   it('resumes a 4-step run after the last checkpointed step instead of starting over', async () => {
-    const env = f.env({ LOG_LEVEL: 'warn' });
+    const env = f.env({ LOG_LEVEL: 'warn', MODEL_GATEWAY_URL: model.url });
     const first = await startProcess(env);
     children.push(first);
 
@@ -73,6 +89,19 @@ describe('agent-executor crash and resume (child process, SIGKILL)', () => {
     const doomed = await f.publishExecute({
       agent: 'echo',
       input: { message: 'doomed', steps: 50, delayMs: 100 },
+    });
+    // Model calls a, b answered and checkpointed, c under way when the worker dies (shares the
+    // ack_wait too): after the restart a and b are not called again, c is called once more.
+    const llm = await f.publishExecute({
+      agent: 'pipeline',
+      input: {
+        steps: ['a', 'b', 'c', 'd'].map((id) => ({ id, kind: 'llm', prompt: `prompt ${id}` })),
+      },
+    });
+    await waitFor(async () => model.calls.length === 3 && (await f.checkpoints(llm)).length === 2, {
+      timeoutMs: 20_000,
+      intervalMs: 10,
+      what: 'the pipeline inside its third model call',
     });
     await waitFor(async () => (await f.checkpoints(runId)).length >= 2, {
       timeoutMs: 20_000,
@@ -131,6 +160,23 @@ describe('agent-executor crash and resume (child process, SIGKILL)', () => {
     expect([...new Set(redisSteps)]).toEqual([1, 2, 3, 4]);
     expect(redisSteps.length).toBeLessThanOrEqual(5);
     expect(await f.runRow(runId)).toMatchObject({ status: 'completed', attempts: 2 });
+
+    // The model run: every step once, no second model call for a step that had finished; the one
+    // call cut off by the kill (never answered) is the only one made again.
+    const llmDone = await f.terminalEvent(llm, 30_000);
+    expect(llmDone).toMatchObject({
+      type: 'aob.agent.completed.v1',
+      data: { output: { last: 'answer to prompt d' }, attempts: 2 },
+    });
+    expect((await f.checkpoints(llm)).map((c) => [c.step, c.output])).toEqual([
+      [1, 'answer to prompt a'],
+      [2, 'answer to prompt b'],
+      [3, 'answer to prompt c'],
+      [4, 'answer to prompt d'],
+    ]);
+    const prompts = model.calls.map((c) => c.body.messages.at(-1)?.content);
+    expect(prompts).toEqual(['prompt a', 'prompt b', 'prompt c', 'prompt c', 'prompt d']);
+    expect(model.calls[2]!.abortedAt).toBeDefined();
 
     // The dead worker's cancelled run: redelivered to the new process, which read the cancellation
     // at start-up: it publishes cancelled instead of running another step.
