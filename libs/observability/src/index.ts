@@ -6,6 +6,7 @@ export {
   gauge,
   histogram,
 } from './metrics/metrics';
+export type { Counter, Gauge, Histogram } from 'prom-client';
 export {
   HealthRegistry,
   type ReadinessCheck,

@@ -1,6 +1,7 @@
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { counter, gauge } from '@aob/observability';
+import type { Gauge } from '@aob/observability';
 
 /**
  * JetStream state as Prometheus series, read from the server when /metrics is scraped (one
@@ -69,41 +70,40 @@ function current(): Promise<Snapshot> {
 
 type ConsumerField = 'pending' | 'ackPending' | 'redelivered';
 
-function consumerGauge(name: string, help: string, field: ConsumerField) {
-  return gauge({
-    name,
-    help,
-    labelNames: ['stream', 'consumer'] as const,
-    async collect() {
-      const snap = await current();
-      this.reset();
-      for (const [k, v] of snap.consumers) {
-        const [stream, consumer] = k.split('/') as [string, string];
-        this.set({ stream, consumer }, v[field]);
-      }
-    },
-  });
+/** collect() of a consumer gauge: this scrape's snapshot, one series per tracked consumer. */
+function collectConsumers(field: ConsumerField) {
+  return async function (this: Gauge<'stream' | 'consumer'>): Promise<void> {
+    const snap = await current();
+    this.reset();
+    for (const [k, v] of snap.consumers) {
+      const [stream, consumer] = k.split('/') as [string, string];
+      this.set({ stream, consumer }, v[field]);
+    }
+  };
 }
 
 let registered = false;
 function registerGauges(): void {
   if (registered) return;
   registered = true;
-  consumerGauge(
-    'aob_jetstream_consumer_pending',
-    'Messages in the stream not yet delivered to the durable consumer (consumer lag)',
-    'pending',
-  );
-  consumerGauge(
-    'aob_jetstream_consumer_ack_pending',
-    'Messages delivered to the durable consumer and not yet acknowledged',
-    'ackPending',
-  );
-  consumerGauge(
-    'aob_jetstream_consumer_redelivered',
-    'Messages of the durable consumer delivered more than once and not yet acknowledged',
-    'redelivered',
-  );
+  gauge({
+    name: 'aob_jetstream_consumer_pending',
+    help: 'Messages in the stream not yet delivered to the durable consumer (consumer lag)',
+    labelNames: ['stream', 'consumer'] as const,
+    collect: collectConsumers('pending'),
+  });
+  gauge({
+    name: 'aob_jetstream_consumer_ack_pending',
+    help: 'Messages delivered to the durable consumer and not yet acknowledged',
+    labelNames: ['stream', 'consumer'] as const,
+    collect: collectConsumers('ackPending'),
+  });
+  gauge({
+    name: 'aob_jetstream_consumer_redelivered',
+    help: 'Messages of the durable consumer delivered more than once and not yet acknowledged',
+    labelNames: ['stream', 'consumer'] as const,
+    collect: collectConsumers('redelivered'),
+  });
   gauge({
     name: 'aob_jetstream_stream_messages',
     help: 'Messages stored in the stream (stream="DLQ": the dead-letter queue size)',
