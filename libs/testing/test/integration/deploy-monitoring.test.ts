@@ -178,9 +178,26 @@ describe('deploy/monitoring/prometheus-rules.yaml', () => {
       'aob_runs_total',
       'aob_run_duration_seconds',
       'aob_outbox_backlog',
+      'aob_jetstream_consumer_pending',
+      'aob_jetstream_consumer_ack_pending',
+      'aob_jetstream_consumer_redelivered',
+      'aob_jetstream_redeliveries_total',
+      'aob_jetstream_stream_messages',
+      'aob_quota_checks_total',
+      'aob_model_gateway_circuit_state',
     ]) {
       expect(registered.has(m)).toBe(true);
     }
+  });
+
+  it("reads JetStream lag, redeliveries and the DLQ size from the apps' own series too", () => {
+    const expr = (name: string) => rules.find((r) => r.record === name)?.expr ?? '';
+    expect(expr('aob:jetstream_consumer_lag:max')).toContain('aob_jetstream_consumer_pending');
+    expect(expr('aob:jetstream_consumer_lag:max')).toContain('aob_jetstream_consumer_ack_pending');
+    expect(expr('aob:jetstream_consumer_redelivered:max')).toContain(
+      'aob_jetstream_consumer_redelivered',
+    );
+    expect(expr('aob:jetstream_stream_messages:max')).toContain('aob_jetstream_stream_messages');
   });
 
   it('uses only well-formed PromQL over series that exist', () => {
