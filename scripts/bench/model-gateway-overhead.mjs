@@ -117,15 +117,47 @@ function upstreamMain(WORDS) {
   process.on('SIGTERM', () => process.exit(0));
 }
 
-async function startUpstream() {
+/**
+ * A reference point, not the gateway: the least a node proxy can do (node:http in, an undici
+ * keep-alive Pool out, the body and the answer passed through untouched). Its added latency is the
+ * price of the extra hop and process alone, which no gateway written in node can go below.
+ */
+function bareProxyMain(upstreamUrl, undiciPath) {
+  const { createServer } = require('node:http');
+  const { Pool } = require(undiciPath);
+  const pool = new Pool(upstreamUrl, { connections: 256, pipelining: 1, keepAliveTimeout: 60_000 });
+  const server = createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', async () => {
+      const up = await pool.request({
+        method: 'POST',
+        path: req.url,
+        headers: { 'content-type': 'application/json', authorization: req.headers.authorization },
+        body: Buffer.concat(chunks),
+      });
+      res.writeHead(up.statusCode, { 'content-type': up.headers['content-type'] });
+      for await (const chunk of up.body) res.write(chunk);
+      res.end();
+    });
+  });
+  server.keepAliveTimeout = 60_000;
+  server.listen(0, '127.0.0.1', () => process.stdout.write(`${server.address().port}\n`));
+  process.on('SIGTERM', () => process.exit(0));
+}
+
+/** Runs `main(...args)` (a self-contained function) in a node process of its own, serving HTTP. */
+async function startServerProcess(main, ...args) {
   const child = spawn(
     process.execPath,
-    ['-e', `(${upstreamMain.toString()})(${JSON.stringify(WORDS)})`],
+    ['-e', `(${main.toString()})(...${JSON.stringify(args)})`],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
   const [port] = await once(child.stdout, 'data');
   return { child, url: `http://127.0.0.1:${Number(String(port).trim())}` };
 }
+
+const startUpstream = () => startServerProcess(upstreamMain, WORDS);
 
 async function startGateway(env) {
   const port = await testing.freePort();
@@ -261,6 +293,12 @@ export async function run() {
     url: gateway.url,
     headers: { 'content-type': 'application/json', authorization: `Bearer ${ADMIN_KEY}` },
   };
+  const bareProxy = await startServerProcess(
+    bareProxyMain,
+    upstream.url,
+    require.resolve('undici'),
+  );
+  const bare = { url: bareProxy.url, headers: direct.headers };
   const results = [];
   let gatewayRequests = 0;
   try {
@@ -271,26 +309,31 @@ export async function run() {
         log(`model-gateway overhead: ${mode}, concurrency ${concurrency}, ${n} requests each way`);
         await load(dispatcher, direct.url, direct.headers, stream, concurrency, WARMUP);
         await load(dispatcher, via.url, via.headers, stream, concurrency, WARMUP);
+        await load(dispatcher, bare.url, bare.headers, stream, concurrency, WARMUP);
         // interleaved: a block each way per round, the order alternating
         const d = { latencies: [], overheads: [] };
         const g = { latencies: [], overheads: [] };
+        const b = { latencies: [], overheads: [] };
         const block = Math.max(concurrency, Math.ceil(n / ROUNDS));
         // CPU per request of the gateway process (through it) and of the fake upstream's (a bare
         // node:http server, direct): what the gateway costs next to what serving a request costs
         let gatewayCpuMs = 0;
         let upstreamCpuMs = 0;
+        let bareCpuMs = 0;
         for (let round = 0, done = 0; done < n; round++, done += block) {
           const size = Math.min(block, n - done);
           const sides = [
             [direct, d],
             [via, g],
+            [bare, b],
           ];
           if (round % 2 === 1) sides.reverse();
           for (const [side, into] of sides) {
-            const pid = side === via ? gateway.child.pid : upstream.child.pid;
+            const pid = (side === via ? gateway : side === bare ? bareProxy : upstream).child.pid;
             const cpu0 = cpuMsOf(pid);
             const r = await load(dispatcher, side.url, side.headers, stream, concurrency, size);
             if (side === via) gatewayCpuMs += cpuMsOf(pid) - cpu0;
+            else if (side === bare) bareCpuMs += cpuMsOf(pid) - cpu0;
             else upstreamCpuMs += cpuMsOf(pid) - cpu0;
             into.latencies.push(...r.latencies);
             into.overheads.push(...r.overheads);
@@ -299,6 +342,7 @@ export async function run() {
         gatewayRequests += WARMUP + n;
         const ds = summary(d.latencies);
         const gs = summary(g.latencies);
+        const bs = summary(b.latencies);
         const added = { p50: r3(gs.p50 - ds.p50), p99: r3(gs.p99 - ds.p99) };
         results.push({
           mode: stream ? 'stream' : 'batch',
@@ -308,9 +352,13 @@ export async function run() {
           gatewayMs: gs,
           addedMs: added,
           gatewayReportedOverheadMs: summary(g.overheads),
+          // the floor: a bare node proxy in the same place (bareProxyMain)
+          bareProxyMs: bs,
+          bareProxyAddedMs: { p50: r3(bs.p50 - ds.p50), p99: r3(bs.p99 - ds.p99) },
           cpuUsPerRequest: {
             gatewayProcess: Math.round((gatewayCpuMs * 1000) / n),
             upstreamProcess: Math.round((upstreamCpuMs * 1000) / n),
+            bareProxyProcess: Math.round((bareCpuMs * 1000) / n),
           },
           meetsGoal: added.p50 < GOAL.addedP50Ms && added.p99 < GOAL.addedP99Ms,
         });
@@ -342,8 +390,10 @@ export async function run() {
     await dispatcher.close();
     gateway.child.kill('SIGTERM');
     await once(gateway.child, 'exit');
-    upstream.child.kill('SIGTERM');
-    await once(upstream.child, 'exit');
+    for (const proc of [bareProxy, upstream]) {
+      proc.child.kill('SIGTERM');
+      await once(proc.child, 'exit');
+    }
     await nats.stop();
     await db.drop();
     rmSync(dir, { recursive: true, force: true });
