@@ -82,4 +82,25 @@ describe('MicroBatcher', () => {
     await Promise.all(pending);
     await expect(b.add(3)).rejects.toThrow('closed');
   });
+
+  it('push() batches like add() without a promise per item, and refuses items once closed', async () => {
+    const batches: number[][] = [];
+    const b = new MicroBatcher<number, void>({
+      maxSize: 3,
+      maxWaitMs: 20,
+      maxConcurrentFlushes: 1,
+      flush: async (items) => {
+        batches.push(items);
+        return [];
+      },
+    });
+    for (const i of [1, 2, 3, 4]) b.push(i);
+    expect(batches).toEqual([[1, 2, 3]]);
+    await new Promise((r) => setTimeout(r, 60));
+    expect(batches).toEqual([[1, 2, 3], [4]]);
+    b.push(5);
+    await b.close();
+    expect(batches).toEqual([[1, 2, 3], [4], [5]]);
+    expect(() => b.push(6)).toThrow('closed');
+  });
 });
