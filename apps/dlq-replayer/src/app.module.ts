@@ -5,6 +5,7 @@ import { ObservabilityModule } from '@aob/observability';
 import { DatabaseModule, DataSource, DeadLetterRepository } from '@aob/persistence';
 import { AdvisoryConsumer } from './capture/advisory-consumer';
 import { DeadLetterCaptureService } from './capture/dead-letter-capture.service';
+import { DeadLetterMetrics } from './capture/dead-letter-metrics';
 import { DLQ_REPLAYER_CONFIG, type DlqReplayerConfig } from './config';
 import { QuarantineSweeper } from './replay/quarantine-sweeper';
 
@@ -43,6 +44,7 @@ export class AppModule {
           useFactory: (ds: DataSource) => new DeadLetterRepository(ds),
         },
         DeadLetterCaptureService,
+        DeadLetterMetrics,
         AdvisoryConsumer,
         QuarantineSweeper,
       ],

@@ -148,6 +148,17 @@ function scoped(scope: DeadLetterScope, where: string[], params: unknown[]): voi
 export class DeadLetterRepository {
   constructor(private readonly ds: DataSource) {}
 
+  /** Open dead letters (all tenants) by status: what waits for a replay or a human. */
+  async countOpen(): Promise<{ quarantined: number; parked: number }> {
+    const rows: { status: 'quarantined' | 'parked'; n: number }[] = await this.ds.query(
+      `SELECT status, count(*)::int AS n FROM dlq.dead_letters
+        WHERE status IN ('quarantined', 'parked') GROUP BY status`,
+    );
+    const out = { quarantined: 0, parked: 0 };
+    for (const r of rows) out[r.status] = r.n;
+    return out;
+  }
+
   async existsAt(stream: string, streamSeq: number): Promise<boolean> {
     const rows: unknown[] = await this.ds.query(
       `SELECT 1 FROM dlq.dead_letters WHERE stream = $1 AND stream_seq = $2`,

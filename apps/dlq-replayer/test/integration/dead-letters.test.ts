@@ -287,6 +287,20 @@ describe('dlq-replayer captures dead messages, quarantines and replays them', ()
     expect(poison).toMatchObject({ status: 'parked', replays: 0 });
   }, 30_000);
 
+  it('reports the DLQ on /metrics: open dead letters by status, the DLQ stream size', async () => {
+    const text = await (await fetch(`${await app!.getUrl()}/metrics`)).text();
+    const value = (series: string) => {
+      const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+      return line === undefined ? undefined : Number(line.slice(series.length + 1));
+    };
+    // ev-flaky and ev-poison are parked (the test above)
+    expect(value('aob_dlq_dead_letters{status="parked"}')).toBeGreaterThanOrEqual(2);
+    expect(value('aob_dlq_dead_letters{status="quarantined"}')).toBeGreaterThanOrEqual(0);
+    const dlq = await jsm.streams.info(STREAMS.DLQ.name);
+    expect(value('aob_jetstream_stream_messages{stream="DLQ"}')).toBe(dlq.state.messages);
+    expect(dlq.state.messages).toBeGreaterThan(0);
+  });
+
   it('captures a death while running, and a repeated advisory changes nothing', async () => {
     await publish('poison', 'ev-poison-live');
     const entry = await waitForEntry('ev-poison-live');
