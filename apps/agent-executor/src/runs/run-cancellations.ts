@@ -70,20 +70,11 @@ export class RunCancellations implements OnApplicationShutdown {
     const stream = STREAMS.AGENT_CONTROL.name;
     const info = await this.jsm.streams.info(stream);
     const lastSeq = info.state.messages > 0 ? info.state.last_seq : 0;
-    // Not filter_subjects (2.10+): the stream holds only control subjects.
-    const consumer = await this.js.consumers.get(stream, { deliver_policy: DeliverPolicy.All });
-    const messages = await consumer.consume({ max_messages: 1_000 });
-    this.messages = messages;
     let caughtUp!: () => void;
     const ready = new Promise<void>((resolve) => (caughtUp = resolve));
     if (lastSeq === 0) caughtUp();
-    this.following = (async () => {
-      for await (const m of messages) {
-        this.apply(m);
-        if (m.seq >= lastSeq) caughtUp();
-      }
-    })().catch((err: unknown) => {
-      if (!this.closed) this.log.error({ err }, 'following the control stream stopped');
+    this.following = this.follow(0, (seq) => {
+      if (seq >= lastSeq) caughtUp();
     });
     this.sweeper = setInterval(() => this.sweep(), SWEEP_EVERY_MS);
     this.sweeper.unref();
@@ -106,6 +97,40 @@ export class RunCancellations implements OnApplicationShutdown {
       { cancellations: this.cancelled.size, lastSeq },
       'control stream read; following it',
     );
+  }
+
+  /**
+   * Reads the stream after `afterSeq` for as long as the process lives. The ordered consumer
+   * recreates itself after most faults; should its iteration end anyway, a new one resumes after
+   * the last message seen.
+   */
+  private async follow(afterSeq: number, onMessage: (seq: number) => void): Promise<void> {
+    const stream = STREAMS.AGENT_CONTROL.name;
+    let seen = afterSeq;
+    while (!this.closed) {
+      try {
+        // Not filter_subjects (2.10+): the stream holds only control subjects.
+        const consumer = await this.js.consumers.get(
+          stream,
+          seen === 0
+            ? { deliver_policy: DeliverPolicy.All }
+            : { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: seen + 1 },
+        );
+        const messages = await consumer.consume({ max_messages: 1_000 });
+        this.messages = messages;
+        if (this.closed) await messages.close();
+        for await (const m of messages) {
+          seen = m.seq;
+          this.apply(m);
+          onMessage(m.seq);
+        }
+      } catch (err) {
+        if (!this.closed) this.log.error({ err }, 'following the control stream failed');
+      }
+      if (this.closed) return;
+      this.log.warn({ afterSeq: seen }, 'following the control stream again');
+      await new Promise((r) => setTimeout(r, 1_000).unref());
+    }
   }
 
   /** The reason the run was cancelled, if it was (by a request of the run's own tenant). */
