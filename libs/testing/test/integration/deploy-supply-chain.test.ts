@@ -283,11 +283,11 @@ describe('docs/runbooks and deploy/README.md', () => {
     expect(read('docs/runbooks/README.md')).toContain(`(${file})`);
   });
 
-  it('marks the dead-letter routes as planned while the replayer is not built', () => {
+  it('documents the dead-letter routes and that a replay resumes the same run', () => {
     const text = read('docs/runbooks/replaying-dead-letters.md');
     for (const route of ['GET /v1/dlq', 'POST', '/v1/dlq/<id>/replay'])
       expect(text).toContain(route.split(' ').at(-1));
-    expect(text).toMatch(/being built/);
+    expect(text).toMatch(/resumes the[\s>]+\*\*same run\*\*/);
   });
 
   it('documents how to apply, the prerequisites and the metrics the rules expect', () => {
