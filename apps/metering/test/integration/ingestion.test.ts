@@ -351,6 +351,9 @@ describe('metering ingestion', () => {
     await app!.close();
     app = undefined;
     await publishing;
+    // let the 1 s ack_wait run out before the restart provisions 30 s again: the server has then
+    // queued the unacked deliveries for redelivery, and the restarted app gets them at once
+    await new Promise((r) => setTimeout(r, 1_500));
     const committed = await rawCount(db.url, 'tenant-c');
     expect(committed).toBeGreaterThan(0);
     expect(committed).toBeLessThan(3_000);
