@@ -129,6 +129,45 @@ describe('agent-executor cancellation (agent.control.cancel)', () => {
     expect(await f.runRow(other)).toMatchObject({ status: 'completed' });
   });
 
+  it('aborts the model call of a pipeline llm step, keeping the steps before it', async () => {
+    model.reply = (call) =>
+      call.body.messages.at(-1)?.content === 'second'
+        ? { tokens: Array.from({ length: 60 }, (_, i) => `s${i} `), tokenDelayMs: 100 }
+        : { tokens: ['first answer'] };
+    const runId = await f.publishExecute({
+      agent: 'pipeline',
+      input: {
+        steps: [
+          { id: 'a', kind: 'llm', prompt: 'first' },
+          { id: 'b', kind: 'llm', prompt: 'second' },
+          { id: 'c', kind: 'tool', tool: 'uppercase', args: { text: '{{steps.b}}' } },
+        ],
+      },
+    });
+    let call: (typeof model.calls)[number] | undefined;
+    await waitFor(
+      async () => {
+        call = model.calls.find(
+          (c) =>
+            c.headers['x-aob-run-id'] === runId && c.body.messages.at(-1)?.content === 'second',
+        );
+        return call !== undefined && (await f.redisEntries(runId)).some((e) => e.event === 'token');
+      },
+      { timeoutMs: 10_000, intervalMs: 20, what: 'step b streaming' },
+    );
+    const cancelledAt = Date.now();
+    await cancel(runId, 'pipeline stop');
+    await waitFor(async () => call!.abortedAt !== undefined, {
+      timeoutMs: 2_000,
+      intervalMs: 10,
+      what: 'the step b model request to be closed',
+    });
+    expect(call!.abortedAt! - cancelledAt).toBeLessThan(1_000);
+    expect((await cancelledEvent(runId)).data).toMatchObject({ reason: 'pipeline stop' });
+    expect((await f.checkpoints(runId)).map((c) => c.step_id)).toEqual(['a']);
+    expect(await f.runRow(runId)).toMatchObject({ status: 'cancelled' });
+  });
+
   it('stops a multi-step echo run at the next step boundary, keeping the finished steps', async () => {
     const runId = await f.publishExecute({
       agent: 'echo',
