@@ -272,6 +272,41 @@ export class ExecutorRunRepository {
   }
 
   /**
+   * Ends a cancelled run that nobody is executing (a `running` row whose lease is free or expired:
+   * waiting for a retry, or its worker died) in one statement, with its stored cancelled event.
+   * @returns the run's agent, thread, attempts and finish time, or null when it is not such a run
+   */
+  async cancelIdle(
+    tenantId: string,
+    runId: string,
+    reason: string,
+    event: { eventId: string; eventType: string },
+  ): Promise<{ agent: string; threadId: string; attempts: number; finishedAt: Date } | null> {
+    const rows: { agent: string; thread_id: string; attempts: number; finished_at: Date }[] =
+      await this.ds.query(
+        `WITH done AS (
+           UPDATE executor.runs
+              SET status = 'cancelled', result_event_id = $3, result_type = $4,
+                  result = jsonb_build_object('runId', run_id, 'agent', agent, 'reason', $5::text),
+                  finished_at = now(), updated_at = now(), lease_owner = NULL, lease_expires_at = NULL
+            WHERE run_id = $1 AND tenant_id = $2 AND status = 'running'
+              AND (lease_owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at <= now())
+            RETURNING agent, thread_id, attempts, finished_at)
+         SELECT * FROM done`,
+        [runId, tenantId, event.eventId, event.eventType, reason],
+      );
+    const row = rows[0];
+    return row
+      ? {
+          agent: row.agent,
+          threadId: row.thread_id,
+          attempts: row.attempts,
+          finishedAt: row.finished_at,
+        }
+      : null;
+  }
+
+  /**
    * Records a run that failed before it could be claimed (unknown agent, invalid input).
    * @returns the finish time, or null when the run id already had a row (left untouched)
    */

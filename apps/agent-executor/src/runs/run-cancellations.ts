@@ -54,6 +54,9 @@ export class RunCancellations implements OnApplicationShutdown {
   private following: Promise<void> | undefined;
   private sweeper: NodeJS.Timeout | undefined;
   private closed = false;
+  /** Caught up with the stream: what arrives now is new. */
+  private live = false;
+  private idleHandler: ((tenantId: string, runId: string, reason: string) => void) | undefined;
 
   constructor(
     @Inject(JETSTREAM) private readonly js: JetStreamClient,
@@ -71,7 +74,9 @@ export class RunCancellations implements OnApplicationShutdown {
     const info = await this.jsm.streams.info(stream);
     const lastSeq = info.state.messages > 0 ? info.state.last_seq : 0;
     let caughtUp!: () => void;
-    const ready = new Promise<void>((resolve) => (caughtUp = resolve));
+    const ready = new Promise<void>((resolve) => (caughtUp = resolve)).then(() => {
+      this.live = true;
+    });
     if (lastSeq === 0) caughtUp();
     this.following = this.follow(0, (seq) => {
       if (seq >= lastSeq) caughtUp();
@@ -133,6 +138,14 @@ export class RunCancellations implements OnApplicationShutdown {
     }
   }
 
+  /**
+   * Called for a new cancellation (not the start-up backlog) of a run no delivery of this process
+   * is running: the run may be queued, waiting for a retry, or held by a dead worker.
+   */
+  onCancelNotRunningHere(handler: (tenantId: string, runId: string, reason: string) => void): void {
+    this.idleHandler = handler;
+  }
+
   /** The reason the run was cancelled, if it was (by a request of the run's own tenant). */
   reason(tenantId: string, runId: string): string | undefined {
     return this.cancelled.get(keyOf(tenantId, runId))?.reason;
@@ -160,14 +173,17 @@ export class RunCancellations implements OnApplicationShutdown {
 
   private apply(m: JsMsg): void {
     let key: string;
+    let tenantId: string;
+    let runId: string;
     let request: CancelRequest;
     try {
       const ce = decodeCloudEvent({ headers: m.headers, data: m.data });
       if (ce.type !== EVENTS.agentCancel.type) return;
       const data = runCancelRequestSchema.parse(ce.data);
-      const tenantId = ce.tenantid;
-      if (typeof tenantId !== 'string' || tenantId === '')
-        throw new Error('the event has no tenantid');
+      const tenant = ce.tenantid;
+      if (typeof tenant !== 'string' || tenant === '') throw new Error('the event has no tenantid');
+      tenantId = tenant;
+      runId = data.runId;
       const time = ce.time === undefined ? NaN : Date.parse(ce.time);
       key = keyOf(tenantId, data.runId);
       request = { reason: data.reason, at: Number.isNaN(time) ? Date.now() : time };
@@ -178,7 +194,15 @@ export class RunCancellations implements OnApplicationShutdown {
     // A cancellation is never taken back; the first reason stays.
     if (this.cancelled.has(key)) return;
     this.cancelled.set(key, request);
-    for (const onCancel of this.watchers.get(key) ?? []) {
+    const watchers = this.watchers.get(key);
+    if (!watchers && this.live && this.idleHandler) {
+      try {
+        this.idleHandler(tenantId, runId, request.reason);
+      } catch (err) {
+        this.log.warn({ err, run: key }, 'the cancellation handler threw');
+      }
+    }
+    for (const onCancel of watchers ?? []) {
       try {
         onCancel(request.reason);
       } catch (err) {

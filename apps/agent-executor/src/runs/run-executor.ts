@@ -67,7 +67,38 @@ export class RunExecutor {
     private readonly runStream: RunEventStream,
     private readonly model: ModelClient,
     private readonly cancellations: RunCancellations,
-  ) {}
+  ) {
+    cancellations.onCancelNotRunningHere((tenantId, runId, reason) => {
+      void this.cancelIdle(tenantId, runId, reason);
+    });
+  }
+
+  /**
+   * A new cancellation of a run this process is not running: when nobody holds it (it waits for a
+   * retry, or its worker died), end it now rather than at its next delivery (which then finds it
+   * cancelled and republishes the event). A run that is queued or held elsewhere is left to its
+   * delivery and its holder; every executor tries, one statement each, and one wins.
+   */
+  private async cancelIdle(tenantId: string, runId: string, reason: string): Promise<void> {
+    const log = this.logger.child({ runId, tenantId });
+    try {
+      const ended = await this.runs.cancelIdle(tenantId, runId, reason, {
+        eventId: statusEventIds.cancelled(runId),
+        eventType: EVENTS.agentCancelled.type,
+      });
+      if (!ended) return;
+      const run: RunRef = { tenantId, runId, agent: ended.agent, threadId: ended.threadId };
+      const stream = new RunStreamWriter(this.runStream, runId, log, this.metrics);
+      stream.append('cancelled', { runId, reason });
+      await this.status.cancelled(run, { runId, agent: ended.agent, reason }, ended.finishedAt);
+      await stream.flush();
+      this.count(ended.agent, 'cancelled');
+      log.info({ reason }, 'run cancelled while no delivery held it');
+    } catch (err) {
+      // Stored or not, the run's next delivery settles it (it checks the cancellation).
+      log.warn({ err }, 'ending an idle cancelled run failed; its next delivery will');
+    }
+  }
 
   async execute(event: InboundEvent<ExecuteRequest>, delivery: Delivery): Promise<void> {
     const req = event.data;

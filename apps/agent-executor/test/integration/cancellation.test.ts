@@ -116,8 +116,13 @@ describe('agent-executor cancellation (agent.control.cancel)', () => {
     // A cancel from another tenant for tenant-a's run does nothing.
     await cancel(other, 'not yours', 'tenant-b');
 
-    // The new process reads the control stream before it pulls the executions.
-    app = await f.startApp({ MODEL_GATEWAY_URL: model.url });
+    // The new process reads the control stream before it pulls the executions. (Long retry
+    // backoff from here: a run waiting for its retry is cancelled below.)
+    app = await f.startApp({
+      MODEL_GATEWAY_URL: model.url,
+      EXECUTOR_RETRY_BASE_MS: '8000',
+      EXECUTOR_RETRY_MAX_MS: '8000',
+    });
     const event = await cancelledEvent(queued);
     expect(event.data).toEqual({ runId: queued, agent: 'chat', reason: 'changed my mind' });
     expect((await f.statusEvents(queued)).map((e) => e.type)).toEqual([CANCELLED]);
@@ -166,6 +171,35 @@ describe('agent-executor cancellation (agent.control.cancel)', () => {
     expect((await cancelledEvent(runId)).data).toMatchObject({ reason: 'pipeline stop' });
     expect((await f.checkpoints(runId)).map((c) => c.step_id)).toEqual(['a']);
     expect(await f.runRow(runId)).toMatchObject({ status: 'cancelled' });
+  });
+
+  it('ends a run waiting for its retry at once, not at its next delivery', async () => {
+    const runId = await f.publishExecute({
+      agent: 'echo',
+      input: { message: 'flaky', fail: 'transient', failTimes: 1 },
+    });
+    await waitFor(
+      async () =>
+        (await f.redisEntries(runId)).some(
+          (e) => e.event === 'status' && (e.data as { status: string }).status === 'retrying',
+        ),
+      { timeoutMs: 10_000, intervalMs: 20, what: 'the run to wait for its retry' },
+    );
+    const cancelledAt = Date.now();
+    await cancel(runId, 'no retry please');
+    const event = await cancelledEvent(runId);
+    // well before the 8 s backoff ends
+    expect(Date.now() - cancelledAt).toBeLessThan(3_000);
+    expect(event.data).toEqual({ runId, agent: 'echo', reason: 'no retry please' });
+    expect(await f.runRow(runId)).toMatchObject({
+      status: 'cancelled',
+      attempts: 1,
+      result_event_id: `${runId}.cancelled`,
+    });
+    expect((await f.redisEntries(runId)).at(-1)).toMatchObject({
+      event: 'cancelled',
+      data: { runId, reason: 'no retry please' },
+    });
   });
 
   it('stops a multi-step echo run at the next step boundary, keeping the finished steps', async () => {
