@@ -11,7 +11,7 @@ import type { ExecutorConfig } from '../config';
 import { EXECUTOR_CONFIG } from '../executor.tokens';
 
 const DAY_MS = 86_400_000;
-/** Rows per DELETE: short statements that never hold up the hot path for long. */
+/** Old rows each statement looks at (and at most deletes): short statements, bounded work. */
 export const CHECKPOINT_PRUNE_BATCH = 1_000;
 
 const prunedCounter = () =>
@@ -21,19 +21,30 @@ const prunedCounter = () =>
   });
 
 /**
- * One bounded batch. A checkpoint goes when all of this holds:
- * - it is older than the cut-off;
- * - its run is finished (completed, failed, cancelled): a running run's checkpoints are how it
+ * One bounded batch: the next `$3` checkpoints older than the cut-off `$1` after the cursor `$4`
+ * (oldest first, through checkpoints_created_idx), of which those go that satisfy all of this:
+ * - the run is finished (completed, failed, cancelled): a running run's checkpoints are how it
  *   resumes after a crash, so they are never touched;
- * - it is older than the thread's `keep`-th newest checkpoint of a finished run: a thread
+ * - the checkpoint is older than the thread's `$2`-th newest checkpoint of a finished run: a thread
  *   continued later (even by a run that is running now and may resume) starts from those.
+ * The cursor moves past the window whether or not its rows went, so a pass reads each old row once
+ * and a batch never looks at more than its window. (Rows sharing the window's last timestamp
+ * beyond the limit wait for a later pass; checkpoints take clock_timestamp(), one per statement.)
  * `FOR UPDATE SKIP LOCKED`: replicas pruning at the same time take disjoint rows and never wait.
+ * The cursor travels as text (microseconds); the ids reach the DELETE as an array, so it is a
+ * primary-key lookup each, and the small window keeps the planner's estimate (and cost) small.
  */
 const PRUNE_SQL = `
-WITH doomed AS (
+WITH win AS (
+  SELECT checkpoint_id, created_at FROM executor.checkpoints
+   WHERE created_at < $1 AND created_at > $4::timestamptz
+   ORDER BY created_at
+   LIMIT $3),
+last AS (SELECT max(created_at)::text AS upto FROM win),
+doomed AS (
   SELECT c.checkpoint_id
     FROM executor.checkpoints c
-   WHERE c.created_at < $1
+   WHERE c.checkpoint_id IN (SELECT checkpoint_id FROM win)
      AND EXISTS (SELECT 1 FROM executor.runs r
                   WHERE r.run_id = c.run_id AND r.status IN ('completed', 'failed', 'cancelled'))
      AND c.created_at < (
@@ -44,10 +55,21 @@ WITH doomed AS (
             WHERE n.tenant_id = c.tenant_id AND n.thread_id = c.thread_id
             ORDER BY n.created_at DESC
            OFFSET $2 - 1 LIMIT 1)
-   ORDER BY c.created_at
-   LIMIT $3
-   FOR UPDATE OF c SKIP LOCKED)
-DELETE FROM executor.checkpoints d USING doomed WHERE d.checkpoint_id = doomed.checkpoint_id`;
+   FOR UPDATE OF c SKIP LOCKED),
+gone AS (
+  DELETE FROM executor.checkpoints
+   WHERE checkpoint_id = ANY (ARRAY(SELECT checkpoint_id FROM doomed))
+  RETURNING 1)
+SELECT (SELECT upto FROM last) AS upto,
+       (SELECT count(*)::int FROM win) AS scanned,
+       (SELECT count(*)::int FROM gone) AS deleted`;
+
+interface PruneBatch {
+  /** The window's newest created_at (the next cursor); null when no old row is left. */
+  upto: string | null;
+  scanned: number;
+  deleted: number;
+}
 
 /**
  * Deletes checkpoints of finished runs older than CHECKPOINT_RETENTION_DAYS every
@@ -91,16 +113,19 @@ export class CheckpointPruner implements OnApplicationBootstrap, OnApplicationSh
   private async pass(before: Date): Promise<number> {
     let total = 0;
     try {
+      let cursor = '-infinity';
       while (!this.stopped) {
-        const result: [unknown[], number] = await this.ds.query(PRUNE_SQL, [
+        const [batch] = await this.ds.query<PruneBatch[]>(PRUNE_SQL, [
           before,
           this.config.CHECKPOINT_KEEP_LATEST,
           CHECKPOINT_PRUNE_BATCH,
+          cursor,
         ]);
-        const n = result[1];
-        total += n;
-        this.pruned.inc(n);
-        if (n < CHECKPOINT_PRUNE_BATCH) break;
+        if (!batch?.upto) break;
+        total += batch.deleted;
+        this.pruned.inc(batch.deleted);
+        if (batch.scanned < CHECKPOINT_PRUNE_BATCH) break;
+        cursor = batch.upto;
       }
       if (total > 0)
         this.log.log(

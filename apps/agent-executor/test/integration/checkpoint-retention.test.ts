@@ -141,6 +141,29 @@ describe('checkpoint retention (fresh database)', () => {
     expect(await remaining()).toEqual([`tenant-a/big-t1#${steps}`, `tenant-a/big-t2#${steps}`]);
   });
 
+  it('walks past old rows it must keep (more than a batch, equal timestamps) to the ones that go', async () => {
+    // 2,500 threads whose only checkpoint is old (kept: the newest of its thread), all written at
+    // the same instant, then a run whose older steps may go
+    const kept = CHECKPOINT_PRUNE_BATCH * 2 + 500;
+    await f.pg.query(
+      `INSERT INTO executor.runs (run_id, tenant_id, agent, thread_id, status, event_id)
+       SELECT 'k' || i, 'tenant-a', 'echo', 'kt' || i, 'completed', 'k' || i FROM generate_series(1, $1::int) i`,
+      [kept],
+    );
+    await f.pg.query(
+      `INSERT INTO executor.checkpoints (tenant_id, thread_id, run_id, step, created_at)
+       SELECT 'tenant-a', 'kt' || i, 'k' || i, 1, now() - interval '20 days' FROM generate_series(1, $1::int) i`,
+      [kept],
+    );
+    await run('late', 'completed', 'late-thread');
+    await checkpoints('late', 'late-thread', 3, 10);
+    expect(await pruner.prune()).toBe(2);
+    const { rows } = await f.pg.query<{ n: string }>(
+      'SELECT count(*) AS n FROM executor.checkpoints',
+    );
+    expect(Number(rows[0]!.n)).toBe(kept + 1);
+  });
+
   it('ages out the checkpoints of a real run, keeping its last step', async () => {
     const runId = await f.publishExecute({
       agent: 'echo',
