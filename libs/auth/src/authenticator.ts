@@ -1,7 +1,8 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { DomainError } from '@aob/errors';
 import type { ApiKeyVerifier } from './api-keys/api-key-verifier';
 import type { AuthOptions } from './auth-options';
-import { extractCredential, MalformedCredentialError, secretEquals } from './credentials';
+import { extractCredential, MalformedCredentialError } from './credentials';
 import type { OidcVerifier } from './oidc/oidc-verifier';
 import { principalFor, type Principal } from './permissions';
 
@@ -10,16 +11,30 @@ const SERVICE_TENANT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 type Headers = Record<string, string | string[] | undefined>;
 
+const sha256 = (value: string) => createHash('sha256').update(value).digest();
+/** Service principals kept per tenant; past this many the map starts over. */
+const MAX_SERVICE_PRINCIPALS = 1_000;
+
 /**
  * Turns a request's credential into a Principal: the bootstrap admin key, the service key, a
  * stored API key, or an OIDC access token.
  */
 export class Authenticator {
+  /** SHA-256 of the configured keys, taken once: a request hashes only its own credential. */
+  private readonly adminKeyDigest: Buffer | undefined;
+  private readonly serviceKeyDigest: Buffer | undefined;
+  /** The principals of the configured keys never change: made once (per tenant for the service). */
+  private adminPrincipal: Principal | undefined;
+  private readonly servicePrincipals = new Map<string, Principal>();
+
   constructor(
     private readonly opts: AuthOptions,
     private readonly oidc: OidcVerifier | undefined,
     private readonly apiKeys: ApiKeyVerifier | undefined,
-  ) {}
+  ) {
+    this.adminKeyDigest = opts.bootstrapAdminKey ? sha256(opts.bootstrapAdminKey) : undefined;
+    this.serviceKeyDigest = opts.serviceKey ? sha256(opts.serviceKey) : undefined;
+  }
 
   /**
    * @throws DomainError Unauthorized (no, malformed or bad credential), Forbidden (a token without
@@ -47,10 +62,17 @@ export class Authenticator {
         );
       return this.oidc.verify(cred.value);
     }
-    if (this.opts.bootstrapAdminKey && secretEquals(cred.value, this.opts.bootstrapAdminKey)) {
-      return principalFor('bootstrap-admin', this.opts.bootstrapTenant, 'admin', 'api-key');
+    // constant time: digests of equal length compared with timingSafeEqual (as secretEquals)
+    const digest = this.adminKeyDigest || this.serviceKeyDigest ? sha256(cred.value) : undefined;
+    if (digest && this.adminKeyDigest && timingSafeEqual(digest, this.adminKeyDigest)) {
+      return (this.adminPrincipal ??= principalFor(
+        'bootstrap-admin',
+        this.opts.bootstrapTenant,
+        'admin',
+        'api-key',
+      ));
     }
-    if (this.opts.serviceKey && secretEquals(cred.value, this.opts.serviceKey)) {
+    if (digest && this.serviceKeyDigest && timingSafeEqual(digest, this.serviceKeyDigest)) {
       const tenant = headers['x-aob-tenant-id'];
       if (typeof tenant !== 'string' || !SERVICE_TENANT.test(tenant)) {
         throw new DomainError(
@@ -58,7 +80,13 @@ export class Authenticator {
           'service calls must name the tenant in x-aob-tenant-id',
         );
       }
-      return principalFor('service', tenant, 'executor', 'service');
+      let principal = this.servicePrincipals.get(tenant);
+      if (!principal) {
+        if (this.servicePrincipals.size >= MAX_SERVICE_PRINCIPALS) this.servicePrincipals.clear();
+        principal = principalFor('service', tenant, 'executor', 'service');
+        this.servicePrincipals.set(tenant, principal);
+      }
+      return principal;
     }
     if (this.apiKeys) return this.apiKeys.verify(cred.value);
     throw new DomainError('Unauthorized', 'invalid credentials');
