@@ -38,4 +38,4 @@ export {
   type MessageSpanInfo,
   type TraceCarrier,
 } from './tracing/messaging';
-export { routeTemplate } from './http/route-template';
+export { routeTemplate, setRequestRoute } from './http/route-template';

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AuthGuard, AuthorizableRequest } from '@aob/auth';
-import { histogram } from '@aob/observability';
+import { histogram, setRequestRoute } from '@aob/observability';
 import type { ChatCompletionsService } from '../chat/chat-completions.service';
 import { serveChatCompletion } from '../chat/serve-chat-completion';
 import type { ModelGatewayMetrics } from '../metrics/model-gateway.metrics';
@@ -126,6 +126,7 @@ export function chatFastPath(
         return;
       }
       route = CHAT_COMPLETIONS_PATH;
+      setRequestRoute(req, route); // the server span's name, when tracing
       void serve(req, res, id, body);
     });
     return true;
