@@ -127,7 +127,8 @@ export function chatFastPath(
       }
       route = CHAT_COMPLETIONS_PATH;
       setRequestRoute(req, route); // the server span's name, when tracing
-      void serve(req, res, id, body);
+      // serve answers its own errors; should answering fail too, the connection is dropped
+      serve(req, res, id, body).catch(() => res.destroy());
     });
     return true;
   };
