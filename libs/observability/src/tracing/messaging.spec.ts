@@ -9,7 +9,8 @@ import {
   runWithContext,
   startMessageSpan,
 } from './messaging';
-import { setTracingEnabled } from './state';
+import { startTracing } from './start';
+import { setTracingEnabled, tracingEnabled } from './state';
 
 const exporter = new InMemorySpanExporter();
 const provider = new NodeTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
@@ -39,6 +40,18 @@ describe('tracingConfigured', () => {
     expect(
       tracingConfigured({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://c:4318/v1/traces' }),
     ).toBe(true);
+  });
+
+  it('startTracing starts nothing without an endpoint, or when disabled', () => {
+    setTracingEnabled(false);
+    expect(startTracing('test', {})).toBe(false);
+    expect(
+      startTracing('test', {
+        OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9',
+        OTEL_SDK_DISABLED: 'true',
+      }),
+    ).toBe(false);
+    expect(tracingEnabled()).toBe(false);
   });
 
   it('is off with OTEL_SDK_DISABLED=true or OTEL_TRACES_EXPORTER=none', () => {
