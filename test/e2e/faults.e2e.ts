@@ -33,11 +33,14 @@ beforeAll(async () => {
     APPS,
     // A retry backoff that rides out a Postgres restart (about a second) within max_deliver (5),
     // and a short lease: a delivery that failed while Postgres was away cannot release its lease,
-    // and the next deliveries of the run wait for it to expire (see the skipped test below).
+    // and the next deliveries of the run wait for it to expire (see the skipped test below); a
+    // short DLQ quarantine, so dead-lettered runs are replayed within the test.
     {
       EXECUTOR_RETRY_BASE_MS: '1000',
       EXECUTOR_RETRY_MAX_MS: '4000',
       EXECUTOR_LEASE_TTL_MS: '5000',
+      DLQ_QUARANTINE_MS: '2000',
+      DLQ_SWEEP_INTERVAL_MS: '500',
     },
     { databaseServerUrl: pg.url, redisUrl: redis.url },
   );
@@ -232,16 +235,11 @@ describe('fault matrix (private NATS, Postgres, Redis; the five apps as processe
     expect(perRun.map((r) => r.run_id).sort()).toEqual([...chats].sort());
   });
 
-  // KNOWN BUG, skipped until it is fixed in the agent-executor (run-executor.ts /
-  // executor-run.repository.ts, another change in progress): while Postgres is unreachable every
-  // delivery of a run in flight fails at once (ECONNREFUSED) and is nak'd with the ordinary retry
-  // backoff, so all max_deliver (5) deliveries are spent within seconds; the last one can record
-  // neither the failure nor the termination (Postgres is down), the transport naks instead of
-  // term, and JetStream never redelivers past max_deliver: the run stays `running` for good.
-  // Besides, a delivery that fails while Postgres is down cannot release its lease, and a later
-  // delivery of the same message that finds the lease live answers `busy`; on the last delivery
-  // it drops the message as a "duplicate". Remove `.skip` once outages no longer spend deliveries.
-  it.skip('Postgres down for several seconds mid-run: the runs wait it out and complete once — lost: nothing', async () => {
+  it('Postgres down for 6 s mid-run: runs that spent their deliveries are dead-lettered and replayed after quarantine, and complete once — lost: nothing', async () => {
+    // While Postgres is unreachable each delivery fails at once (ECONNREFUSED) and is nak'd with
+    // the ordinary backoff: runs in flight spend all max_deliver (5) deliveries within seconds.
+    // JetStream's MAX_DELIVERIES advisory puts them in the DLQ (captured once Postgres is back),
+    // and the quarantine sweep replays them (DLQ_QUARANTINE_MS, 2 s here, 10 min by default).
     const runIds: string[] = [];
     for (let i = 0; i < 6; i++) runIds.push(await submit(echo('pg-down', i, 3, 400)));
     await waitFor(() => runIds.every((id) => watcher.of(id, 'agent.status.step').length > 0), {
@@ -254,6 +252,39 @@ describe('fault matrix (private NATS, Postgres, Redis; the five apps as processe
     const views = await allCompleted(runIds, 60_000);
     expect(views.map((v) => v.output)).toEqual(runIds.map((_, i) => ({ echo: `pg-down-${i}` })));
     await expectCompletedOnce(runIds, () => 3);
+  });
+
+  // KNOWN BUG (agent-executor, run-executor.ts / executor-run.repository.ts; not fixed here: those
+  // files are another change in progress). With the default lease (EXECUTOR_LEASE_TTL_MS 30 s) a
+  // Postgres outage of 2.5 s loses every run in flight, deterministically: the delivery that fails
+  // while Postgres is down cannot release its lease ("releasing the lease failed"), one or two more
+  // deliveries fail on ECONNREFUSED, and the remaining deliveries of the same message find the
+  // dead delivery's lease live, answer `busy` and retry every 10 s; the last one logs "run is held
+  // by another delivery and this duplicate is out of deliveries; dropping the duplicate" and acks
+  // the message. No advisory, no DLQ entry: the run stays `running` for good. Fix direction: a
+  // redelivery of the same stream sequence may take over its own earlier delivery's lease (or the
+  // busy path must never ack the holder's own message), and dependency outages should not spend
+  // deliveries. Remove `.skip` once fixed.
+  it.skip('Postgres down for 2.5 s with the default 30 s lease: every run completes once — lost: nothing', async () => {
+    await stack.stopApp('agent-executor', 'SIGTERM');
+    await stack.startApp('agent-executor', { EXECUTOR_LEASE_TTL_MS: '30000' });
+    try {
+      const runIds: string[] = [];
+      for (let i = 0; i < 6; i++) runIds.push(await submit(echo('pg-blip', i, 3, 400)));
+      await waitFor(() => runIds.every((id) => watcher.of(id, 'agent.status.step').length > 0), {
+        timeoutMs: 15_000,
+        what: 'runs under way',
+      });
+      await pg.stop('immediate');
+      await new Promise((r) => setTimeout(r, 2_500));
+      await pg.start();
+      const views = await allCompleted(runIds, 60_000);
+      expect(views.map((v) => v.output)).toEqual(runIds.map((_, i) => ({ echo: `pg-blip-${i}` })));
+      await expectCompletedOnce(runIds, () => 3);
+    } finally {
+      await stack.stopApp('agent-executor', 'SIGTERM');
+      await stack.startApp('agent-executor');
+    }
   });
 
   it('SIGTERM during runs: a short run finishes before exit, a long one is handed back and resumed after its last step — lost: nothing', async () => {

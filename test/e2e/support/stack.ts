@@ -83,10 +83,11 @@ export class Stack {
     };
   }
 
-  async startApp(app: AppName): Promise<void> {
+  /** Starts one app; `env` overrides the stack's environment for this process only. */
+  async startApp(app: AppName, env: Record<string, string> = {}): Promise<void> {
     const logs: string[] = [];
     const child = spawn(process.execPath, [path.join(ROOT, 'apps', app, 'dist', 'main.js')], {
-      env: this.env(app),
+      env: { ...this.env(app), ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const keep = (b: Buffer) => {
