@@ -19,6 +19,7 @@ import { DeadLetter } from './entities/dead-letter.entity';
 import { DlqDeadLetters1763777300000 } from './migrations/1763777300000-dlq-dead-letters';
 import { ExecutorRunReplays1763777400000 } from './migrations/1763777400000-executor-run-replays';
 import { CheckpointRetentionIndex1763777500000 } from './migrations/1763777500000-checkpoint-retention-index';
+import { ExecutorRunLeaseSeq1763777600000 } from './migrations/1763777600000-executor-run-lease-seq';
 
 export const ENTITIES = [
   GatewayRun,
@@ -44,6 +45,7 @@ export const MIGRATIONS = [
   DlqDeadLetters1763777300000,
   ExecutorRunReplays1763777400000,
   CheckpointRetentionIndex1763777500000,
+  ExecutorRunLeaseSeq1763777600000,
 ];
 
 export interface DataSourceConfig {

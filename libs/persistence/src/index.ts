@@ -46,3 +46,9 @@ export {
   type DeadLetterListQuery,
   type ReplayPublisher,
 } from './dead-letter.repository';
+export {
+  isConnectionError,
+  retryOnConnectionError,
+  connectionRetryDelayMs,
+  type ConnectionRetry,
+} from './connection-retry';

@@ -1,4 +1,9 @@
-import { DataSource, ExecutorRun } from '@aob/persistence';
+import {
+  DataSource,
+  ExecutorRun,
+  retryOnConnectionError,
+  type ConnectionRetry,
+} from '@aob/persistence';
 import { Injectable } from '@nestjs/common';
 import { LeaseLostError } from './checkpoint.repository';
 import { preparedQuery } from './prepared-query';
@@ -18,6 +23,8 @@ export interface ClaimInput {
   /** Identifies this claim (one delivery in one process). */
   leaseOwner: string;
   leaseTtlMs: number;
+  /** Stream sequence of the request message (stored with the lease; absent: unknown). */
+  streamSeq?: number;
 }
 
 export type ClaimResult =
@@ -36,8 +43,12 @@ export type ClaimResult =
     }
   /** The run has finished: answer with its stored terminal event. */
   | { kind: 'terminal'; run: ExecutorRun }
-  /** Another delivery holds a live lease on it. */
-  | { kind: 'busy'; leaseRemainingMs: number }
+  /**
+   * Another delivery holds a live lease on it. `sameMessage`: that delivery was one of this very
+   * message (same stream sequence), which JetStream delivers only once at a time, so its holder is
+   * gone (it could not release the lease, say in a database outage) and the lease will run out.
+   */
+  | { kind: 'busy'; leaseRemainingMs: number; sameMessage: boolean }
   /** The run id belongs to another tenant or another agent. */
   | { kind: 'conflict'; reason: string };
 
@@ -77,8 +88,11 @@ const UNIQUE_VIOLATION = '23505';
 export class ExecutorRunRepository {
   constructor(private readonly ds: DataSource) {}
 
-  find(tenantId: string, runId: string): Promise<ExecutorRun | null> {
-    return this.ds.getRepository(ExecutorRun).findOneBy({ tenantId, runId });
+  find(tenantId: string, runId: string, retry?: ConnectionRetry): Promise<ExecutorRun | null> {
+    return retryOnConnectionError(
+      () => this.ds.getRepository(ExecutorRun).findOneBy({ tenantId, runId }),
+      retry,
+    );
   }
 
   /**
@@ -87,8 +101,15 @@ export class ExecutorRunRepository {
    * dead-letter replay numbered above the run's `replays` (it resumes after its last checkpoint).
    * Otherwise says why not. `attempts` counts the claims: the delivery count on the first one, one
    * more on each later one (a replay's deliveries start again at 1; the run's attempts go on).
+   *
+   * Safe to run again with the same lease owner (`retry`: after a lost connection the first attempt
+   * may have committed): a run already leased to this owner is claimed again, attempts unchanged.
    */
-  async claim(c: ClaimInput): Promise<ClaimResult> {
+  async claim(c: ClaimInput, retry?: ConnectionRetry): Promise<ClaimResult> {
+    return retryOnConnectionError(() => this.claimOnce(c), retry);
+  }
+
+  private async claimOnce(c: ClaimInput): Promise<ClaimResult> {
     // The EXISTS probe rides along (checkpoints_run_step_uq) so a first delivery, which has no
     // checkpoints, needs no second query to find that out.
     const claimed = await preparedQuery<{
@@ -100,12 +121,14 @@ export class ExecutorRunRepository {
       this.ds,
       'executor_run_claim',
       `INSERT INTO executor.runs AS r
-         (run_id, tenant_id, agent, thread_id, status, event_id, input, attempts, lease_owner, lease_expires_at, replays)
-       VALUES ($1, $2, $3, $4, 'running', $5, $6::jsonb, $7, $8, now() + $9 * interval '1 millisecond', $10)
+         (run_id, tenant_id, agent, thread_id, status, event_id, input, attempts, lease_owner, lease_expires_at, replays, lease_seq)
+       VALUES ($1, $2, $3, $4, 'running', $5, $6::jsonb, $7, $8, now() + $9 * interval '1 millisecond', $10, $11)
        ON CONFLICT (run_id) DO UPDATE
-         SET attempts = GREATEST(r.attempts + 1, EXCLUDED.attempts),
+         SET attempts = CASE WHEN r.lease_owner = EXCLUDED.lease_owner THEN r.attempts
+                             ELSE GREATEST(r.attempts + 1, EXCLUDED.attempts) END,
              lease_owner = EXCLUDED.lease_owner,
              lease_expires_at = EXCLUDED.lease_expires_at,
+             lease_seq = EXCLUDED.lease_seq,
              status = 'running',
              replays = GREATEST(r.replays, EXCLUDED.replays),
              result_event_id = NULL,
@@ -116,7 +139,8 @@ export class ExecutorRunRepository {
          WHERE r.tenant_id = EXCLUDED.tenant_id
            AND r.agent = EXCLUDED.agent
            AND ((r.status = 'running'
-                 AND (r.lease_owner IS NULL OR r.lease_expires_at IS NULL OR r.lease_expires_at <= now()))
+                 AND (r.lease_owner IS NULL OR r.lease_owner = EXCLUDED.lease_owner
+                      OR r.lease_expires_at IS NULL OR r.lease_expires_at <= now()))
              OR (r.status = 'failed' AND EXCLUDED.replays > r.replays))
        RETURNING r.started_at, r.attempts, r.replays,
                  EXISTS (SELECT 1 FROM executor.checkpoints c WHERE c.run_id = r.run_id) AS has_checkpoints`,
@@ -131,6 +155,7 @@ export class ExecutorRunRepository {
         c.leaseOwner,
         c.leaseTtlMs,
         c.replay,
+        c.streamSeq ?? null,
       ],
     );
     if (claimed[0]) {
@@ -150,15 +175,16 @@ export class ExecutorRunRepository {
       agent: string;
       status: string;
       remaining_ms: number | null;
+      lease_seq: string | null;
     }[] = await this.ds.query(
-      `SELECT tenant_id, agent, status,
+      `SELECT tenant_id, agent, status, lease_seq,
               GREATEST(0, EXTRACT(EPOCH FROM (lease_expires_at - now())) * 1000)::float8 AS remaining_ms
          FROM executor.runs WHERE run_id = $1`,
       [c.runId],
     );
     const row = rows[0];
     // Deleted between the two statements (never by this app): a retry will claim it.
-    if (!row) return { kind: 'busy', leaseRemainingMs: 0 };
+    if (!row) return { kind: 'busy', leaseRemainingMs: 0, sameMessage: false };
     if (row.tenant_id !== c.tenantId)
       return { kind: 'conflict', reason: `run id ${c.runId} is taken` };
     if (TERMINAL.has(row.status)) {
@@ -171,7 +197,14 @@ export class ExecutorRunRepository {
         reason: `run ${c.runId} exists for agent "${row.agent}", not "${c.agent}"`,
       };
     }
-    return { kind: 'busy', leaseRemainingMs: Math.ceil(row.remaining_ms ?? 0) };
+    return {
+      kind: 'busy',
+      leaseRemainingMs: Math.ceil(row.remaining_ms ?? 0),
+      sameMessage:
+        c.streamSeq !== undefined &&
+        row.lease_seq !== null &&
+        row.lease_seq === String(c.streamSeq),
+    };
   }
 
   /** Extends the lease; false when this claim no longer holds it. */
@@ -192,12 +225,21 @@ export class ExecutorRunRepository {
     return rows.length > 0;
   }
 
-  /** Gives the run up so the next delivery claims it at once (retry, shutdown). */
-  async releaseLease(tenantId: string, runId: string, leaseOwner: string): Promise<void> {
-    await this.ds.query(
-      `UPDATE executor.runs SET lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
-        WHERE run_id = $1 AND tenant_id = $2 AND lease_owner = $3 AND status = 'running'`,
-      [runId, tenantId, leaseOwner],
+  /** Gives the run up so the next delivery claims it at once (retry, shutdown). Idempotent. */
+  async releaseLease(
+    tenantId: string,
+    runId: string,
+    leaseOwner: string,
+    retry?: ConnectionRetry,
+  ): Promise<void> {
+    await retryOnConnectionError(
+      () =>
+        this.ds.query(
+          `UPDATE executor.runs SET lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+            WHERE run_id = $1 AND tenant_id = $2 AND lease_owner = $3 AND status = 'running'`,
+          [runId, tenantId, leaseOwner],
+        ),
+      retry,
     );
   }
 
@@ -205,6 +247,9 @@ export class ExecutorRunRepository {
    * Stores the terminal outcome and its status event, if this claim still holds the lease, together
    * with the run's last checkpoint when one is given: one statement, so one commit, and the step
    * and the outcome become durable together (or, when the lease is lost, neither).
+   *
+   * With `retry`, a connection lost after the server committed is answered as the first attempt
+   * would have been: the repeat finds the run already finished with exactly this outcome.
    * @returns the finish time and the checkpoint's id, or null when the lease was lost
    * @throws LeaseLostError when another delivery already wrote the checkpoint's step
    */
@@ -214,6 +259,46 @@ export class ExecutorRunRepository {
     leaseOwner: string,
     t: TerminalRecord,
     checkpoint?: FinalCheckpoint,
+    retry?: ConnectionRetry,
+  ): Promise<FinishResult | null> {
+    return retryOnConnectionError(async (attempt) => {
+      const done = await this.finishOnce(tenantId, runId, leaseOwner, t, checkpoint);
+      if (done || attempt === 1) return done;
+      return this.finishedAs(tenantId, runId, t, checkpoint);
+    }, retry);
+  }
+
+  /**
+   * The run as an earlier attempt of finish() left it, if it did: finished with this status, event
+   * id and result (durations and usage make a result unique to the delivery that computed it).
+   */
+  private async finishedAs(
+    tenantId: string,
+    runId: string,
+    t: TerminalRecord,
+    checkpoint: FinalCheckpoint | undefined,
+  ): Promise<FinishResult | null> {
+    const rows: { finished_at: Date; checkpoint_id: string | null }[] = await this.ds.query(
+      `SELECT r.finished_at, c.checkpoint_id
+         FROM executor.runs r
+         LEFT JOIN executor.checkpoints c ON c.run_id = r.run_id AND c.step = $6
+        WHERE r.run_id = $1 AND r.tenant_id = $2 AND r.status = $3 AND r.result_event_id = $4
+          AND r.result = $5::jsonb`,
+      [runId, tenantId, t.status, t.eventId, JSON.stringify(t.result), checkpoint?.step ?? null],
+    );
+    const row = rows[0];
+    if (!row) return null;
+    return row.checkpoint_id === null
+      ? { finishedAt: row.finished_at }
+      : { finishedAt: row.finished_at, checkpointId: row.checkpoint_id };
+  }
+
+  private async finishOnce(
+    tenantId: string,
+    runId: string,
+    leaseOwner: string,
+    t: TerminalRecord,
+    checkpoint: FinalCheckpoint | undefined,
   ): Promise<FinishResult | null> {
     const params: unknown[] = [
       runId,
@@ -311,7 +396,26 @@ export class ExecutorRunRepository {
    * @returns the finish time, or null when the run id already had a row (left untouched)
    */
   async insertFailed(
-    c: Omit<ClaimInput, 'leaseOwner' | 'leaseTtlMs' | 'replay'>,
+    c: Omit<ClaimInput, 'leaseOwner' | 'leaseTtlMs' | 'replay' | 'streamSeq'>,
+    t: Omit<TerminalRecord, 'status'>,
+    retry?: ConnectionRetry,
+  ): Promise<Date | null> {
+    return retryOnConnectionError(async (attempt) => {
+      const inserted = await this.insertFailedOnce(c, t);
+      if (inserted || attempt === 1) return inserted;
+      // An earlier attempt may have committed: the row it wrote is this one.
+      const rows: { finished_at: Date }[] = await this.ds.query(
+        `SELECT finished_at FROM executor.runs
+          WHERE run_id = $1 AND tenant_id = $2 AND event_id = $3 AND status = 'failed'
+            AND result_event_id = $4 AND result = $5::jsonb`,
+        [c.runId, c.tenantId, c.eventId, t.eventId, JSON.stringify(t.result)],
+      );
+      return rows[0]?.finished_at ?? null;
+    }, retry);
+  }
+
+  private async insertFailedOnce(
+    c: Omit<ClaimInput, 'leaseOwner' | 'leaseTtlMs' | 'replay' | 'streamSeq'>,
     t: Omit<TerminalRecord, 'status'>,
   ): Promise<Date | null> {
     const rows: { finished_at: Date }[] = await this.ds.query(

@@ -46,6 +46,11 @@ export const executorMetrics = () => ({
     help: 'Failed publishes of informational status events (started, step); the run carries on',
     labelNames: ['event'] as const,
   }),
+  dependencyRetries: counter({
+    name: 'aob_executor_dependency_retries_total',
+    help: 'Statements retried because a dependency (postgres) was unreachable; the delivery waits, holding its message',
+    labelNames: ['dependency'] as const,
+  }),
 });
 
 export type ExecutorMetrics = ReturnType<typeof executorMetrics>;

@@ -1,6 +1,6 @@
 import { DomainError } from '@aob/errors';
 import { usageSchema, type Usage } from '@aob/events';
-import type { Checkpoint } from '@aob/persistence';
+import type { Checkpoint, ConnectionRetry } from '@aob/persistence';
 import { z } from 'zod';
 import type {
   AgentContext,
@@ -38,6 +38,8 @@ export interface RunContextDeps {
   log: Logger;
   leaseOwner: string;
   leaseTtlMs: number;
+  /** How checkpoint writes wait out a database outage (absent: they fail at once). */
+  dbRetry?: ConnectionRetry;
 }
 
 export interface RunContextInit {
@@ -176,6 +178,7 @@ export class RunContext implements AgentContext {
       { tenantId: this.tenantId, runId: this.runId, ...pending },
       this.deps.leaseOwner,
       this.deps.leaseTtlMs,
+      this.deps.dbRetry,
     );
     await this.stepCommitted(pending, checkpoint.checkpointId);
   }

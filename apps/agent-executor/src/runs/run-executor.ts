@@ -13,7 +13,7 @@ import {
   type RunFailure,
   type RunResult,
 } from '@aob/events';
-import type { ExecutorRun } from '@aob/persistence';
+import type { ConnectionRetry, ExecutorRun } from '@aob/persistence';
 import { Inject, Injectable } from '@nestjs/common';
 import type { AgentDefinition, JsonValue, Logger } from '../agents/agent-definition';
 import { AgentRegistry } from '../agents/agent-registry';
@@ -38,6 +38,8 @@ export interface Delivery {
   signal: AbortSignal;
   /** Message headers (`ce-aobreplay` of a dead-letter replay, whatever the content mode). */
   headers?: { get(name: string): string } | undefined;
+  /** Stream sequence of the message: the same on every delivery of it. */
+  streamSeq?: number;
 }
 
 /** Floor of the wait a duplicate delivery is told to take while another one holds the run. */
@@ -158,6 +160,9 @@ export class RunExecutor {
       eventId: event.id,
     });
     const stream = new RunStreamWriter(this.runStream, runId, log, this.metrics);
+    // Every statement of the delivery waits out a database outage (until shutdown): the message is
+    // held meanwhile (the transport's working() heartbeats), so the outage spends no delivery.
+    const db = this.dbRetry(delivery.signal, log);
 
     // A request this executor cannot run may still be a repeat of a run that finished (say, under
     // an agent version that is gone): that run's stored event wins. A runnable request learns the
@@ -165,7 +170,7 @@ export class RunExecutor {
     const agent = this.registry.get(req.agent);
     const parsed = agent?.inputSchema.safeParse(req.input);
     if (!agent || !parsed?.success) {
-      const existing = await this.runs.find(tenantId, runId);
+      const existing = await this.runs.find(tenantId, runId, db);
       if (existing && existing.status !== 'running') return this.replay(existing, run, log);
       const error = !agent
         ? new DomainError(
@@ -178,11 +183,11 @@ export class RunExecutor {
               .map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`)
               .join('; ')}`,
           );
-      return this.failUnclaimed(run, event, attempt, error, stream, log);
+      return this.failUnclaimed(run, event, attempt, error, stream, log, db);
     }
 
     const leaseOwner = `${this.processId}/${++this.claims}`;
-    const claim = await this.runs.claim({
+    const claimInput = {
       tenantId,
       runId,
       agent: req.agent,
@@ -193,7 +198,26 @@ export class RunExecutor {
       replay: replayNumber(event, delivery),
       leaseOwner,
       leaseTtlMs: this.config.EXECUTOR_LEASE_TTL_MS,
-    });
+      ...(delivery.streamSeq === undefined ? {} : { streamSeq: delivery.streamSeq }),
+    };
+    let claim = await this.runs.claim(claimInput, db);
+    // The lease is held by an earlier delivery of this very message, which is gone (JetStream
+    // delivers a message once at a time) without releasing it, say because the database was down
+    // then: wait until the lease runs out and take the run over, holding the message meanwhile.
+    // Naking would spend deliveries on a run nobody executes.
+    while (claim.kind === 'busy' && claim.sameMessage && !delivery.signal.aborted) {
+      const waitMs = Math.max(
+        MIN_BUSY_RETRY_MS,
+        Math.min(claim.leaseRemainingMs + 25, this.config.EXECUTOR_LEASE_TTL_MS),
+      );
+      log.info(
+        { waitMs },
+        'run is leased to an earlier delivery of this message; taking it over when the lease ends',
+      );
+      await sleep(waitMs, delivery.signal);
+      if (delivery.signal.aborted) break;
+      claim = await this.runs.claim(claimInput, db);
+    }
     switch (claim.kind) {
       case 'terminal':
         return this.replay(claim.run, run, log);
@@ -201,6 +225,12 @@ export class RunExecutor {
         throw this.reject(req.agent, new DomainError('InvalidRequest', claim.reason));
       case 'busy': {
         this.count(req.agent, 'busy');
+        if (claim.sameMessage) {
+          // Only at shutdown: hand the message back, never drop it.
+          throw new DomainError('Unavailable', `worker shutting down; run ${runId} not claimed`, {
+            retryable: true,
+          });
+        }
         if (delivery.isLastDelivery) {
           // The holder's own message still guarantees the run finishes; dead-lettering this
           // duplicate would only put a second copy of the run in the DLQ.
@@ -227,6 +257,7 @@ export class RunExecutor {
           attempt: claim.attempt,
           replays: claim.replays,
           delivery,
+          db,
           leaseOwner,
           startedAt: claim.startedAt,
           hasCheckpoints: claim.hasCheckpoints,
@@ -245,6 +276,7 @@ export class RunExecutor {
       attempt: number;
       replays: number;
       delivery: Delivery;
+      db: ConnectionRetry;
       leaseOwner: string;
       startedAt: Date;
       hasCheckpoints: boolean;
@@ -314,10 +346,10 @@ export class RunExecutor {
     let ctx: RunContext | undefined;
     try {
       const [done, threadState] = await Promise.all([
-        c.hasCheckpoints ? this.checkpoints.listForRun(run.tenantId, run.runId) : [],
+        c.hasCheckpoints ? this.checkpoints.listForRun(run.tenantId, run.runId, c.db) : [],
         run.threadId === run.runId
           ? undefined
-          : this.checkpoints.latestThreadState(run.tenantId, run.threadId, run.runId),
+          : this.checkpoints.latestThreadState(run.tenantId, run.threadId, run.runId, c.db),
       ]);
       if (done.length > 0)
         log.info({ checkpoints: done.length }, 'resuming after the last checkpointed step');
@@ -339,6 +371,7 @@ export class RunExecutor {
           log,
           leaseOwner,
           leaseTtlMs: ttl,
+          dbRetry: c.db,
         },
       );
       // A result that arrives after an abort still counts: finish() checks the lease atomically.
@@ -392,6 +425,7 @@ export class RunExecutor {
           attempts: attempt,
         },
         lastStep,
+        c.db,
       );
     } catch (err) {
       if (err instanceof LeaseLostError) throw this.leaseLost(run, log);
@@ -427,6 +461,7 @@ export class RunExecutor {
       run: RunRef;
       attempt: number;
       leaseOwner: string;
+      db: ConnectionRetry;
       stream: RunStreamWriter;
       log: Logger;
       ctx: RunContext | undefined;
@@ -442,13 +477,20 @@ export class RunExecutor {
       log.warn({ err: e }, 'writing the checkpoint of the last finished step failed');
     }
     const data: RunCancelled = { runId: run.runId, agent: run.agent, reason: cancel.reason };
-    const finished = await this.runs.finish(run.tenantId, run.runId, leaseOwner, {
-      status: 'cancelled',
-      eventId: statusEventIds.cancelled(run.runId),
-      eventType: EVENTS.agentCancelled.type,
-      result: data,
-      attempts: attempt,
-    });
+    const finished = await this.runs.finish(
+      run.tenantId,
+      run.runId,
+      leaseOwner,
+      {
+        status: 'cancelled',
+        eventId: statusEventIds.cancelled(run.runId),
+        eventType: EVENTS.agentCancelled.type,
+        result: data,
+        attempts: attempt,
+      },
+      undefined,
+      c.db,
+    );
     if (!finished) throw this.leaseLost(run, log);
     stream.append('cancelled', { runId: run.runId, reason: cancel.reason });
     try {
@@ -472,6 +514,7 @@ export class RunExecutor {
       attempt: number;
       replays: number;
       delivery: Delivery;
+      db: ConnectionRetry;
       leaseOwner: string;
       stream: RunStreamWriter;
       log: Logger;
@@ -480,7 +523,7 @@ export class RunExecutor {
       claimedAt: number;
     },
   ): Promise<never> {
-    const { run, attempt, delivery, leaseOwner, stream, log } = c;
+    const { run, attempt, delivery, leaseOwner, db, stream, log } = c;
     if (err instanceof LeaseLostError) throw this.leaseLost(run, log);
     // A step that finished before the failure keeps its result: the next delivery resumes after it.
     try {
@@ -501,7 +544,7 @@ export class RunExecutor {
     const error = describeError(err);
     if (error.retryable && !delivery.isLastDelivery) {
       await this.runs
-        .releaseLease(run.tenantId, run.runId, leaseOwner)
+        .releaseLease(run.tenantId, run.runId, leaseOwner, db)
         .catch((e: unknown) => log.warn({ err: e }, 'releasing the lease failed'));
       stream.append('status', { status: 'retrying', attempt, error });
       await stream.flush();
@@ -517,13 +560,20 @@ export class RunExecutor {
       attempts: attempt,
       deadLettered: true,
     };
-    const finished = await this.runs.finish(run.tenantId, run.runId, leaseOwner, {
-      status: 'failed',
-      eventId: statusEventIds.failed(run.runId, c.replays),
-      eventType: EVENTS.agentFailed.type,
-      result: failure,
-      attempts: attempt,
-    });
+    const finished = await this.runs.finish(
+      run.tenantId,
+      run.runId,
+      leaseOwner,
+      {
+        status: 'failed',
+        eventId: statusEventIds.failed(run.runId, c.replays),
+        eventType: EVENTS.agentFailed.type,
+        result: failure,
+        attempts: attempt,
+      },
+      undefined,
+      db,
+    );
     if (!finished) throw this.leaseLost(run, log);
     stream.append('failed', failure);
     await this.publishFailed(run, failure, finished.finishedAt, log, c.replays);
@@ -542,6 +592,7 @@ export class RunExecutor {
     err: DomainError,
     stream: RunStreamWriter,
     log: Logger,
+    db: ConnectionRetry,
   ): Promise<never> {
     const error = describeError(err);
     const failure: RunFailure = {
@@ -568,6 +619,7 @@ export class RunExecutor {
         result: failure,
         attempts: attempt,
       },
+      db,
     );
     // Another request owns this run id already: terminate this one without touching that run.
     if (finishedAt) {
@@ -615,6 +667,34 @@ export class RunExecutor {
     });
   }
 
+  /**
+   * How one delivery's statements wait out a database outage: retried with backoff until the
+   * shutdown grace ends; counted per retry, logged once per outage (and once when it is over).
+   */
+  private dbRetry(signal: AbortSignal, log: Logger): ConnectionRetry {
+    let since: number | undefined;
+    return {
+      signal,
+      onRetry: (err) => {
+        this.metrics.dependencyRetries.inc({ dependency: 'postgres' });
+        if (since !== undefined) return;
+        since = Date.now();
+        log.warn(
+          { err, dependency: 'postgres' },
+          'Postgres is unreachable; holding the message and retrying until it is back',
+        );
+      },
+      onRecovered: () => {
+        if (since === undefined) return;
+        log.info(
+          { dependency: 'postgres', outageMs: Date.now() - since },
+          'Postgres is reachable again; carrying on',
+        );
+        since = undefined;
+      },
+    };
+  }
+
   private reject(agent: string, err: DomainError): DomainError {
     this.count(agent, 'rejected');
     return err;
@@ -624,6 +704,20 @@ export class RunExecutor {
     // Requests name any agent they like: only registered names become label values.
     this.metrics.runs.inc({ agent: this.registry.get(agent) ? agent : 'unknown', outcome });
   }
+}
+
+/** Resolves after `ms`, or as soon as the signal aborts. */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
 }
 
 /** A non-retryable error for the transport to terminate the message with, keeping the cause's code. */

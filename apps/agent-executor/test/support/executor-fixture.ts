@@ -72,9 +72,13 @@ export class ExecutorFixture {
   readonly keyPrefix = uniqueKeyPrefix('aobexec');
   private statusCache: StatusEvent[] = [];
 
-  static async create(): Promise<ExecutorFixture> {
+  /** @param opts.databaseServerUrl a private Postgres server (startPostgresServer) instead of the shared one */
+  static async create(opts: { databaseServerUrl?: string } = {}): Promise<ExecutorFixture> {
     const f = new ExecutorFixture();
-    [f.nats, f.db] = await Promise.all([startNatsServer(), createTestDatabase('aob_exec_test')]);
+    [f.nats, f.db] = await Promise.all([
+      startNatsServer(),
+      createTestDatabase('aob_exec_test', opts.databaseServerUrl),
+    ]);
     f.pg = new Pool({ connectionString: f.db.url, max: 3 });
     f.redis = new Redis(testRedisUrl(), { maxRetriesPerRequest: 1 });
     f.runStream = new RunEventStream(f.redis, { keyPrefix: f.keyPrefix });

@@ -28,4 +28,6 @@ export class ExecutorRun {
   /** Until when that claim holds unless renewed; a later delivery may take the run over after it. */
   @Column({ name: 'lease_expires_at', type: 'timestamptz', nullable: true })
   leaseExpiresAt!: Date | null;
+  /** Stream sequence of the request message whose delivery holds the lease (pg bigint: a string). */
+  @Column({ name: 'lease_seq', type: 'bigint', nullable: true }) leaseSeq!: string | null;
 }
