@@ -79,9 +79,10 @@ export class StatusWatcher {
   private readonly sub: Subscription;
 
   constructor(nc: NatsConnection) {
-    this.sub = nc.subscribe('agent.status.>');
+    const sub = nc.subscribe('agent.status.>');
+    this.sub = sub;
     void (async () => {
-      for await (const m of this.sub) {
+      for await (const m of sub) {
         const get = (k: string) => decodePct(m.headers?.get(k) ?? '');
         this.events.push({
           subject: m.subject,
