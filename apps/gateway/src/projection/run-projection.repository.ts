@@ -1,5 +1,10 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { DataSource, type RunStatus } from '@aob/persistence';
+import {
+  DataSource,
+  retryOnConnectionError,
+  type ConnectionRetry,
+  type RunStatus,
+} from '@aob/persistence';
 
 /** What one status event says about a run. */
 export interface RunStatusUpdate {
@@ -37,7 +42,12 @@ const json = (v: unknown) => (v === undefined ? null : JSON.stringify(v));
 export class RunProjectionRepository {
   constructor(@Inject(DataSource) private readonly ds: DataSource) {}
 
-  async apply(u: RunStatusUpdate): Promise<ProjectionOutcome> {
+  /** @param retry waits out a database outage (safe: applying an update twice changes nothing more) */
+  apply(u: RunStatusUpdate, retry?: ConnectionRetry): Promise<ProjectionOutcome> {
+    return retryOnConnectionError(() => this.applyOnce(u), retry);
+  }
+
+  private async applyOnce(u: RunStatusUpdate): Promise<ProjectionOutcome> {
     const terminal = u.status !== 'running';
     // A run first seen on the bus (submitted straight to NATS) is created from the event.
     const rows: unknown[] = await this.ds.query(

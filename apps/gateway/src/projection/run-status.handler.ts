@@ -1,7 +1,8 @@
 import { Controller, UseFilters } from '@nestjs/common';
-import { EventPattern, Payload } from '@nestjs/microservices';
+import { Ctx, EventPattern, Payload } from '@nestjs/microservices';
 import {
   EVENTS,
+  JetStreamContext,
   JetStreamExceptionFilter,
   type InboundEvent,
   type RunCancelled,
@@ -12,34 +13,49 @@ import {
 } from '@aob/events';
 import { RunProjectionService } from './run-projection.service';
 
-/** JetStream handlers of the durable `gateway-run-status` consumer (payloads already validated by the transport). */
+/**
+ * JetStream handlers of the durable `gateway-run-status` consumer (payloads already validated by
+ * the transport). A Postgres outage is waited out within the delivery until shutdown (ctx.signal).
+ */
 @Controller()
 @UseFilters(JetStreamExceptionFilter)
 export class RunStatusHandler {
   constructor(private readonly projection: RunProjectionService) {}
 
   @EventPattern(EVENTS.agentStarted.type)
-  async started(@Payload() e: InboundEvent<RunStarted>): Promise<void> {
-    await this.projection.started(e);
+  async started(
+    @Payload() e: InboundEvent<RunStarted>,
+    @Ctx() ctx: JetStreamContext,
+  ): Promise<void> {
+    await this.projection.started(e, ctx.signal);
   }
 
   @EventPattern(EVENTS.agentStep.type)
-  async step(@Payload() e: InboundEvent<RunStep>): Promise<void> {
-    await this.projection.step(e);
+  async step(@Payload() e: InboundEvent<RunStep>, @Ctx() ctx: JetStreamContext): Promise<void> {
+    await this.projection.step(e, ctx.signal);
   }
 
   @EventPattern(EVENTS.agentCompleted.type)
-  async completed(@Payload() e: InboundEvent<RunResult>): Promise<void> {
-    await this.projection.completed(e);
+  async completed(
+    @Payload() e: InboundEvent<RunResult>,
+    @Ctx() ctx: JetStreamContext,
+  ): Promise<void> {
+    await this.projection.completed(e, ctx.signal);
   }
 
   @EventPattern(EVENTS.agentFailed.type)
-  async failed(@Payload() e: InboundEvent<RunFailure>): Promise<void> {
-    await this.projection.failed(e);
+  async failed(
+    @Payload() e: InboundEvent<RunFailure>,
+    @Ctx() ctx: JetStreamContext,
+  ): Promise<void> {
+    await this.projection.failed(e, ctx.signal);
   }
 
   @EventPattern(EVENTS.agentCancelled.type)
-  async cancelled(@Payload() e: InboundEvent<RunCancelled>): Promise<void> {
-    await this.projection.cancelled(e);
+  async cancelled(
+    @Payload() e: InboundEvent<RunCancelled>,
+    @Ctx() ctx: JetStreamContext,
+  ): Promise<void> {
+    await this.projection.cancelled(e, ctx.signal);
   }
 }

@@ -78,8 +78,10 @@ export interface GatewayHarness {
 export async function startHarness(
   natsUrl: string,
   env: Record<string, string> = {},
+  /** databaseServerUrl: a private Postgres server (startPostgresServer) instead of the shared one */
+  opts: { databaseServerUrl?: string } = {},
 ): Promise<GatewayHarness> {
-  const db = await createTestDatabase('aob_gateway');
+  const db = await createTestDatabase('aob_gateway', opts.databaseServerUrl);
   await registerAgents(db.url);
   const redisPrefix = uniqueKeyPrefix('gw');
   const config = loadGatewayConfig({
