@@ -3,7 +3,8 @@ import { Logger, type LoggerService } from '@nestjs/common';
 import { Server, type CustomTransportStrategy } from '@nestjs/microservices';
 import { jetstream, type Consumer, type JsMsg } from '@nats-io/jetstream';
 import { millis, type NatsConnection } from '@nats-io/nats-core';
-import { tracingEnabled, type MessageSpan } from '@aob/observability';
+import { counter, tracingEnabled, type MessageSpan } from '@aob/observability';
+import { retryOnConnectionError, type ConnectionRetry } from '@aob/persistence';
 import {
   describeFailure,
   redeliveriesCounter,
@@ -94,6 +95,15 @@ export class UsageBatchConsumer extends Server implements CustomTransportStrateg
   private readonly settling = new Set<Promise<void>>();
   private readonly redeliveries = redeliveriesCounter();
   private readonly labels: { stream: string; consumer: string };
+  /** A batch whose commit failed for want of Postgres is retried in place until it is back. */
+  private readonly dbRetry: ConnectionRetry;
+  /** Since when Postgres has been unreachable (logged once per outage, not per retry). */
+  private outageSince: number | undefined;
+  private readonly dependencyRetries = counter({
+    name: 'aob_metering_dependency_retries_total',
+    help: 'Batch commits retried because a dependency (postgres) was unreachable; the messages wait, held',
+    labelNames: ['dependency'] as const,
+  });
 
   constructor(private readonly options: UsageBatchConsumerOptions) {
     super();
@@ -101,6 +111,23 @@ export class UsageBatchConsumer extends Server implements CustomTransportStrateg
     this.labels = { stream: options.consumer.stream, consumer: options.consumer.durable };
     this.ackWaitMs = options.consumer.ackWaitMs;
     this.maxDeliver = options.consumer.maxDeliver;
+    this.dbRetry = {
+      // until close(): a batch still failing then is nak'ed (its deliveries are not spent before)
+      signal: this.stopping.signal,
+      onRetry: (err) => {
+        this.dependencyRetries.inc({ dependency: 'postgres' });
+        if (this.outageSince !== undefined) return;
+        this.outageSince = Date.now();
+        this.log.warn(
+          `Postgres is unreachable (${(err as Error).message}); batches are held and retried until it is back`,
+        );
+      },
+      onRecovered: () => {
+        if (this.outageSince === undefined) return;
+        this.log.log(`Postgres is reachable again after ${Date.now() - this.outageSince} ms`);
+        this.outageSince = undefined;
+      },
+    };
     this.batcher = new MicroBatcher<Item, void>({
       maxSize: options.batchSize,
       maxWaitMs: options.batchWaitMs,
@@ -293,7 +320,14 @@ export class UsageBatchConsumer extends Server implements CustomTransportStrateg
   private async write(items: Item[]): Promise<void[]> {
     let outcomes: EntryOutcome[];
     try {
-      outcomes = await this.options.ingestion.writeBatch(items.map((i) => i.entry));
+      // A Postgres outage is waited out here, the messages held (sendWorking keeps them alive and
+      // maxInFlight stops the fetches), instead of nak'ing them into spending their deliveries.
+      // Safe to repeat: usage records are unique by event id (a repeat is counted a duplicate).
+      const entries = items.map((i) => i.entry);
+      outcomes = await retryOnConnectionError(
+        () => this.options.ingestion.writeBatch(entries),
+        this.dbRetry,
+      );
     } catch (error) {
       for (const { msg, entry, span } of items) {
         this.retry(msg, entry, error);
