@@ -517,6 +517,19 @@ describe.each(OVERLAYS)('deploy/k8s/overlays/%s', (overlay) => {
         ingress: allowed(inNamespace('ingress-nginx'), pod(app), APP_PORTS[app]),
       }).toEqual({ app, ingress: app === 'gateway' });
     }
+    const collector: Endpoint = {
+      namespace: 'observability',
+      namespaceLabels: { 'kubernetes.io/metadata.name': 'observability' },
+      labels: { 'app.kubernetes.io/name': 'opentelemetry-collector' },
+    };
+    for (const app of APPS) {
+      expect({ app, otlp: allowed(pod(app), collector, 4318) }).toEqual({ app, otlp: true });
+      expect({ app, otherPort: allowed(pod(app), collector, 8888) }).toEqual({
+        app,
+        otherPort: false,
+      });
+    }
+    expect(allowed(pod('gateway'), { ...collector, labels: { app: 'other' } }, 4318)).toBe(false);
     expect(allowed(pod('agent-executor'), pod('model-gateway'), 8081)).toBe(true);
     expect(allowed(pod('gateway'), pod('model-gateway'), 8081)).toBe(false);
     expect(allowed(pod('agent-executor'), pod('gateway'), 8080)).toBe(false);
@@ -566,6 +579,30 @@ describe('deploy/k8s/overlays/prod specifics', () => {
       for (const c of allContainers(w.spec.template.spec))
         expect(c.image).toMatch(/^[a-z0-9.-]+\.[a-z]+\//);
     }
+  });
+
+  it('exports sampled traces to the collector the network policies allow', () => {
+    const cm = find<K8sObject & { data: Record<string, string> }>(
+      objs(),
+      'ConfigMap',
+      'aob-config',
+    );
+    const endpoint = new URL(cm.data.OTEL_EXPORTER_OTLP_ENDPOINT ?? 'missing:');
+    expect(endpoint.hostname).toMatch(/\.observability\.svc\.cluster\.local$/);
+    expect(endpoint.port).toBe('4318');
+    expect(cm.data.OTEL_EXPORTER_OTLP_PROTOCOL).toBe('http/protobuf');
+    expect(cm.data.OTEL_TRACES_SAMPLER).toBe('parentbased_traceidratio');
+    expect(Number(cm.data.OTEL_TRACES_SAMPLER_ARG)).toBeGreaterThan(0);
+    expect(Number(cm.data.OTEL_TRACES_SAMPLER_ARG)).toBeLessThanOrEqual(1);
+    // the merge kept the base's settings
+    expect(cm.data.NATS_URL).toBe('nats://nats:4222');
+    // dev has tracing off: no SDK is started without an endpoint
+    const dev = find<K8sObject & { data: Record<string, string> }>(
+      render('dev'),
+      'ConfigMap',
+      'aob-config',
+    );
+    expect(dev.data.OTEL_EXPORTER_OTLP_ENDPOINT).toBeUndefined();
   });
 
   it('keeps at least three HTTP replicas and two through voluntary disruptions', () => {
