@@ -227,21 +227,30 @@ function cpuSeconds(pid) {
  * backends connected to the bench database; Redis is the whole server (the bench is its main user).
  */
 async function cpuProbe(participants) {
+  // per process id: a backend (or autovacuum worker) that appears during the round counts whole
   const read = async () => {
     const out = {};
     for (const [name, pids] of Object.entries(await participants())) {
-      const secs = pids.map(cpuSeconds).filter((x) => x !== undefined);
-      if (secs.length > 0) out[name] = secs.reduce((a, b) => a + b, 0);
+      out[name] = new Map();
+      for (const pid of pids) {
+        const secs = cpuSeconds(pid);
+        if (secs !== undefined) out[name].set(pid, secs);
+      }
     }
-    out.bench = process.cpuUsage().user / 1e6 + process.cpuUsage().system / 1e6;
+    const usage = process.cpuUsage();
+    out.bench = new Map([[process.pid, (usage.user + usage.system) / 1e6]]);
     return out;
   };
   const before = await read();
   return async (per) => {
     const after = await read();
     const used = {};
-    for (const [name, v] of Object.entries(after))
-      if (before[name] !== undefined) used[name] = round2(((v - before[name]) * 1000) / per);
+    for (const [name, pids] of Object.entries(after)) {
+      if (pids.size === 0) continue;
+      let secs = 0;
+      for (const [pid, v] of pids) secs += v - (before[name]?.get(pid) ?? 0);
+      used[name] = round2((secs * 1000) / per);
+    }
     return used; // CPU milliseconds per message / run
   };
 }
