@@ -13,7 +13,7 @@ import {
   type RunFailure,
   type RunResult,
 } from '@aob/events';
-import type { ConnectionRetry, ExecutorRun } from '@aob/persistence';
+import { isConnectionError, type ConnectionRetry, type ExecutorRun } from '@aob/persistence';
 import { Inject, Injectable } from '@nestjs/common';
 import type { AgentDefinition, JsonValue, Logger } from '../agents/agent-definition';
 import { AgentRegistry } from '../agents/agent-registry';
@@ -319,10 +319,15 @@ export class RunExecutor {
       () => {
         this.runs.renewLease(run.tenantId, run.runId, leaseOwner, ttl).then(
           (held) => {
+            c.db.onRecovered?.(1);
             if (!held)
               stop.abort(new LeaseLostError(`run ${run.runId} was taken over by another delivery`));
           },
-          (err: unknown) => log.warn({ err }, 'lease renewal failed; retrying at the next tick'),
+          (err: unknown) => {
+            // An outage is reported once (by the run's retry scope), not at every tick.
+            if (isConnectionError(err)) c.db.onRetry?.(err, 0, 0);
+            else log.warn({ err }, 'lease renewal failed; retrying at the next tick');
+          },
         );
       },
       Math.max(200, Math.floor(ttl / 3)),
