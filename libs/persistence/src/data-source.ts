@@ -20,6 +20,7 @@ import { DlqDeadLetters1763777300000 } from './migrations/1763777300000-dlq-dead
 import { ExecutorRunReplays1763777400000 } from './migrations/1763777400000-executor-run-replays';
 import { CheckpointRetentionIndex1763777500000 } from './migrations/1763777500000-checkpoint-retention-index';
 import { ExecutorRunLeaseSeq1763777600000 } from './migrations/1763777600000-executor-run-lease-seq';
+import { DropExecutorRunsTenantIndex1763777700000 } from './migrations/1763777700000-drop-executor-runs-tenant-index';
 
 export const ENTITIES = [
   GatewayRun,
@@ -46,6 +47,7 @@ export const MIGRATIONS = [
   ExecutorRunReplays1763777400000,
   CheckpointRetentionIndex1763777500000,
   ExecutorRunLeaseSeq1763777600000,
+  DropExecutorRunsTenantIndex1763777700000,
 ];
 
 export interface DataSourceConfig {
