@@ -33,6 +33,9 @@ const RAW_N = Number(process.env.BENCH_RAW_N ?? 10000);
 const BUS_N = Number(process.env.BENCH_BUS_N ?? 2000);
 const CONCURRENCY = Number(process.env.EXECUTOR_CONCURRENCY ?? 32);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+// untimed warm-up of each side (JIT, pools, prepared plans) before the rounds
+const WARM_RUNS = 1000;
+const WARM_MESSAGES = 5000;
 const log = (m) => process.stderr.write(`bench: ${m}\n`);
 const nanos = (ms) => ms * 1_000_000;
 
@@ -99,25 +102,25 @@ async function setupRaw(nc) {
   return { js, stop: () => messages.stop() };
 }
 
-async function rawRound(nc, raw, round, natsPid) {
+async function rawRound(nc, raw, round, natsPid, n = RAW_N) {
   const replies = nc.subscribe('bench.reply.>');
-  const done = waitForCount(replies, RAW_N, 120_000);
+  const done = waitForCount(replies, n, 120_000);
   const cpu = await cpuProbe(async () => ({ natsServer: [natsPid()] }));
   const payload = new TextEncoder().encode(
     JSON.stringify({ agent: 'echo', input: { message: 'hi' } }),
   );
   const t0 = performance.now();
-  await publishAll(RAW_N, 256, (i) =>
+  await publishAll(n, 256, (i) =>
     raw.js.publish(`bench.raw.${i % 16}`, payload, { msgID: `raw-${round}-${i}` }),
   );
   await done;
   const seconds = (performance.now() - t0) / 1000;
-  const cpuMsPerMessage = await cpu(RAW_N);
+  const cpuMsPerMessage = await cpu(n);
   replies.unsubscribe();
   return {
-    messages: RAW_N,
+    messages: n,
     seconds: round2(seconds),
-    perSecond: round2(RAW_N / seconds),
+    perSecond: round2(n / seconds),
     cpuMsPerMessage,
   };
 }
@@ -141,6 +144,14 @@ async function startExecutor(env) {
 /** Starts the executor on a fresh database and warms it up; `busRound` then measures through it. */
 async function setupBus(nc, natsUrl, natsPid) {
   const db = await testing.createTestDatabase('aob_bench');
+  if (process.env.BENCH_PG_LOG_MS) {
+    const admin = new PgClient({ connectionString: db.url });
+    await admin.connect();
+    await admin.query(
+      `ALTER DATABASE "${new URL(db.url).pathname.slice(1)}" SET log_min_duration_statement = ${Number(process.env.BENCH_PG_LOG_MS)}`,
+    );
+    await admin.end();
+  }
   const jsm = await jetstreamManager(nc);
   await events.provisionJetStream(jsm);
   const executor = await startExecutor({
@@ -169,12 +180,18 @@ async function setupBus(nc, natsUrl, natsPid) {
   await redis.quit();
   const participants = async () => {
     const backends = await pg.query(
-      'SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()',
+      `SELECT pid, backend_type FROM pg_stat_activity
+        WHERE datname = current_database() AND pid <> pg_backend_pid()`,
     );
+    const of = (vacuum) =>
+      backends.rows
+        .filter((r) => (r.backend_type === 'autovacuum worker') === vacuum)
+        .map((r) => r.pid);
     return {
       executor: [executor.pid],
       natsServer: [natsPid()],
-      postgres: backends.rows.map((r) => r.pid),
+      postgres: of(false),
+      postgresAutovacuum: of(true),
       redis: Number.isFinite(redisPid) ? [redisPid] : [],
     };
   };
@@ -187,28 +204,39 @@ async function setupBus(nc, natsUrl, natsPid) {
   try {
     // warm-up: JIT, connection pools, prepared plans
     const warm = nc.subscribe('agent.status.completed');
-    const warmed = waitForCount(warm, 200, 60_000);
-    await publishAll(200, 32, (i) => publishRun(`warm-${i}`));
+    const warmed = waitForCount(warm, WARM_RUNS, 120_000);
+    await publishAll(WARM_RUNS, 256, (i) => publishRun(`warm-${i}`));
     await warmed;
     warm.unsubscribe();
   } catch (err) {
     await stop();
     throw err;
   }
-  return { publishRun, participants, stop };
+  /** Bytes of WAL the whole server has written so far (the bench database is its main writer). */
+  const walBytes = async () =>
+    Number((await pg.query(`SELECT pg_current_wal_lsn() - '0/0' AS b`)).rows[0].b);
+  return { publishRun, participants, walBytes, stop };
 }
 
 async function busRound(nc, bus, round) {
   const sub = nc.subscribe('agent.status.completed');
   const done = waitForCount(sub, BUS_N, 300_000);
   const cpu = await cpuProbe(bus.participants);
+  const wal0 = await bus.walBytes();
   const t0 = performance.now();
   await publishAll(BUS_N, 256, (i) => bus.publishRun(`run-${round}-${i}`));
   await done;
   const seconds = (performance.now() - t0) / 1000;
   const cpuMsPerRun = await cpu(BUS_N);
+  const walBytesPerRun = Math.round(((await bus.walBytes()) - wal0) / BUS_N);
   sub.unsubscribe();
-  return { runs: BUS_N, seconds: round2(seconds), perSecond: round2(BUS_N / seconds), cpuMsPerRun };
+  return {
+    runs: BUS_N,
+    seconds: round2(seconds),
+    perSecond: round2(BUS_N / seconds),
+    cpuMsPerRun,
+    walBytesPerRun,
+  };
 }
 
 /** CPU seconds (user + system) a process has used so far; undefined where /proc is not there. */
@@ -276,6 +304,8 @@ export async function run() {
   try {
     const natsPid = () => server.pid;
     bus = await setupBus(nc, server.url, natsPid);
+    log(`warm-up: raw JetStream, ${WARM_MESSAGES} messages`);
+    await rawRound(nc, raw, 'warm', natsPid, WARM_MESSAGES);
     const rounds = [];
     for (let r = 0; r < ROUNDS; r++) {
       log(`round ${r + 1}/${ROUNDS}: raw JetStream, ${RAW_N} messages`);
@@ -288,6 +318,7 @@ export async function run() {
         ratio: round2(busResult.perSecond / rawResult.perSecond),
         rawCpuMsPerMessage: rawResult.cpuMsPerMessage,
         busCpuMsPerRun: busResult.cpuMsPerRun,
+        busWalBytesPerRun: busResult.walBytesPerRun,
       });
     }
     return {
