@@ -21,6 +21,7 @@ import { ExecutorRunReplays1763777400000 } from './migrations/1763777400000-exec
 import { CheckpointRetentionIndex1763777500000 } from './migrations/1763777500000-checkpoint-retention-index';
 import { ExecutorRunLeaseSeq1763777600000 } from './migrations/1763777600000-executor-run-lease-seq';
 import { DropExecutorRunsTenantIndex1763777700000 } from './migrations/1763777700000-drop-executor-runs-tenant-index';
+import { ExecutorRunHasCheckpoints1763777800000 } from './migrations/1763777800000-executor-run-has-checkpoints';
 
 export const ENTITIES = [
   GatewayRun,
@@ -48,6 +49,7 @@ export const MIGRATIONS = [
   CheckpointRetentionIndex1763777500000,
   ExecutorRunLeaseSeq1763777600000,
   DropExecutorRunsTenantIndex1763777700000,
+  ExecutorRunHasCheckpoints1763777800000,
 ];
 
 export interface DataSourceConfig {

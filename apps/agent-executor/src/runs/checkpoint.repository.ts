@@ -117,7 +117,9 @@ export class CheckpointRepository {
         this.ds,
         'executor_checkpoint_save',
         `WITH lease AS (
-           UPDATE executor.runs SET lease_expires_at = now() + $9 * interval '1 millisecond', updated_at = now()
+           UPDATE executor.runs
+              SET lease_expires_at = now() + $9 * interval '1 millisecond', updated_at = now(),
+                  has_checkpoints = true
             WHERE run_id = $3 AND tenant_id = $1 AND lease_owner = $8 AND status = 'running'
             RETURNING run_id)
          INSERT INTO executor.checkpoints (tenant_id, thread_id, run_id, step, step_id, state, output)

@@ -77,6 +77,46 @@ export interface FinishResult {
   checkpointId?: string;
 }
 
+/**
+ * What a claim does to an existing row (shared by the one-row and the batched statement): takes over a
+ * `running` row of the same tenant and agent whose lease is free, expired or already this owner's,
+ * or reopens a `failed` one for a replay numbered above its `replays`.
+ */
+const CLAIM_CONFLICT = `       ON CONFLICT (run_id) DO UPDATE
+         SET attempts = CASE WHEN r.lease_owner = EXCLUDED.lease_owner THEN r.attempts
+                             ELSE GREATEST(r.attempts + 1, EXCLUDED.attempts) END,
+             lease_owner = EXCLUDED.lease_owner,
+             lease_expires_at = EXCLUDED.lease_expires_at,
+             lease_seq = EXCLUDED.lease_seq,
+             status = 'running',
+             replays = GREATEST(r.replays, EXCLUDED.replays),
+             result_event_id = NULL,
+             result_type = NULL,
+             result = NULL,
+             finished_at = NULL,
+             updated_at = now()
+         WHERE r.tenant_id = EXCLUDED.tenant_id
+           AND r.agent = EXCLUDED.agent
+           AND ((r.status = 'running'
+                 AND (r.lease_owner IS NULL OR r.lease_owner = EXCLUDED.lease_owner
+                      OR r.lease_expires_at IS NULL OR r.lease_expires_at <= now()))
+             OR (r.status = 'failed' AND EXCLUDED.replays > r.replays))
+       RETURNING r.run_id, r.started_at, r.attempts, r.replays, r.has_checkpoints`;
+
+interface ClaimedRow {
+  run_id: string;
+  started_at: Date;
+  attempts: number;
+  replays: number;
+  has_checkpoints: boolean;
+}
+
+interface QueuedClaim {
+  c: ClaimInput;
+  resolve: (row: ClaimedRow | undefined) => void;
+  reject: (err: unknown) => void;
+}
+
 const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
 const UNIQUE_VIOLATION = '23505';
 
@@ -109,41 +149,67 @@ export class ExecutorRunRepository {
     return retryOnConnectionError(() => this.claimOnce(c), retry);
   }
 
-  private async claimOnce(c: ClaimInput): Promise<ClaimResult> {
-    // The EXISTS probe rides along (checkpoints_run_step_uq) so a first delivery, which has no
-    // checkpoints, needs no second query to find that out.
-    const claimed = await preparedQuery<{
-      started_at: Date;
-      attempts: number;
-      replays: number;
-      has_checkpoints: boolean;
-    }>(
+  /** Claims waiting for the next batch (see insertClaim). */
+  private claimQueue: QueuedClaim[] = [];
+  private claimFlushScheduled = false;
+
+  /**
+   * The claim statement for one run. Claims issued in the same turn of the event loop (a pull
+   * batch's deliveries start together) go to Postgres as one multi-row statement: one round trip,
+   * one commit and one backend wake-up for all of them instead of one each. A batch that fails for
+   * any reason is retried claim by claim, so one bad row (or an outage) is answered per run.
+   * @returns the claimed row, or undefined when the run was not claimable (the caller finds out why)
+   */
+  private insertClaim(c: ClaimInput): Promise<ClaimedRow | undefined> {
+    return new Promise((resolve, reject) => {
+      this.claimQueue.push({ c, resolve, reject });
+      if (!this.claimFlushScheduled) {
+        this.claimFlushScheduled = true;
+        setImmediate(() => this.flushClaims());
+      }
+    });
+  }
+
+  private flushClaims(): void {
+    this.claimFlushScheduled = false;
+    const queued = this.claimQueue;
+    this.claimQueue = [];
+    // One row per run id and statement (ON CONFLICT cannot touch a row twice): a second claim of
+    // the same run waits for the next batch. Sorted, so concurrent batches lock rows in one order.
+    const batch = new Map<string, QueuedClaim>();
+    for (const q of queued) {
+      if (batch.has(q.c.runId)) this.claimQueue.push(q);
+      else batch.set(q.c.runId, q);
+    }
+    if (this.claimQueue.length > 0) {
+      this.claimFlushScheduled = true;
+      setImmediate(() => this.flushClaims());
+    }
+    const claims = [...batch.values()].sort((a, b) => (a.c.runId < b.c.runId ? -1 : 1));
+    if (claims.length === 1) {
+      const [only] = claims as [QueuedClaim];
+      this.insertOneClaim(only.c).then(only.resolve, only.reject);
+      return;
+    }
+    this.insertClaims(claims.map((q) => q.c)).then(
+      (rows) => {
+        const byRun = new Map(rows.map((r) => [r.run_id, r]));
+        for (const q of claims) q.resolve(byRun.get(q.c.runId));
+      },
+      () => {
+        for (const q of claims) this.insertOneClaim(q.c).then(q.resolve, q.reject);
+      },
+    );
+  }
+
+  private async insertOneClaim(c: ClaimInput): Promise<ClaimedRow | undefined> {
+    const rows = await preparedQuery<ClaimedRow>(
       this.ds,
       'executor_run_claim',
       `INSERT INTO executor.runs AS r
          (run_id, tenant_id, agent, thread_id, status, event_id, input, attempts, lease_owner, lease_expires_at, replays, lease_seq)
        VALUES ($1, $2, $3, $4, 'running', $5, $6::jsonb, $7, $8, now() + $9 * interval '1 millisecond', $10, $11)
-       ON CONFLICT (run_id) DO UPDATE
-         SET attempts = CASE WHEN r.lease_owner = EXCLUDED.lease_owner THEN r.attempts
-                             ELSE GREATEST(r.attempts + 1, EXCLUDED.attempts) END,
-             lease_owner = EXCLUDED.lease_owner,
-             lease_expires_at = EXCLUDED.lease_expires_at,
-             lease_seq = EXCLUDED.lease_seq,
-             status = 'running',
-             replays = GREATEST(r.replays, EXCLUDED.replays),
-             result_event_id = NULL,
-             result_type = NULL,
-             result = NULL,
-             finished_at = NULL,
-             updated_at = now()
-         WHERE r.tenant_id = EXCLUDED.tenant_id
-           AND r.agent = EXCLUDED.agent
-           AND ((r.status = 'running'
-                 AND (r.lease_owner IS NULL OR r.lease_owner = EXCLUDED.lease_owner
-                      OR r.lease_expires_at IS NULL OR r.lease_expires_at <= now()))
-             OR (r.status = 'failed' AND EXCLUDED.replays > r.replays))
-       RETURNING r.started_at, r.attempts, r.replays,
-                 EXISTS (SELECT 1 FROM executor.checkpoints c WHERE c.run_id = r.run_id) AS has_checkpoints`,
+${CLAIM_CONFLICT}`,
       [
         c.runId,
         c.tenantId,
@@ -158,13 +224,48 @@ export class ExecutorRunRepository {
         c.streamSeq ?? null,
       ],
     );
-    if (claimed[0]) {
+    return rows[0];
+  }
+
+  private insertClaims(cs: ClaimInput[]): Promise<ClaimedRow[]> {
+    return preparedQuery<ClaimedRow>(
+      this.ds,
+      'executor_run_claim_batch',
+      `INSERT INTO executor.runs AS r
+         (run_id, tenant_id, agent, thread_id, status, event_id, input, attempts, lease_owner, lease_expires_at, replays, lease_seq)
+       SELECT v.run_id, v.tenant_id, v.agent, v.thread_id, 'running', v.event_id, v.input::jsonb, v.attempts,
+              v.lease_owner, now() + v.ttl_ms * interval '1 millisecond', v.replays, v.lease_seq
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int[],
+                     $8::text[], $9::bigint[], $10::int[], $11::bigint[])
+              AS v(run_id, tenant_id, agent, thread_id, event_id, input, attempts, lease_owner, ttl_ms, replays, lease_seq)
+${CLAIM_CONFLICT}`,
+      [
+        cs.map((c) => c.runId),
+        cs.map((c) => c.tenantId),
+        cs.map((c) => c.agent),
+        cs.map((c) => c.threadId),
+        cs.map((c) => c.eventId),
+        cs.map((c) => JSON.stringify(c.input ?? null)),
+        cs.map((c) => c.attempts),
+        cs.map((c) => c.leaseOwner),
+        cs.map((c) => c.leaseTtlMs),
+        cs.map((c) => c.replay),
+        cs.map((c) => c.streamSeq ?? null),
+      ],
+    );
+  }
+
+  private async claimOnce(c: ClaimInput): Promise<ClaimResult> {
+    // has_checkpoints rides along (set by the statements that write checkpoints) so a first
+    // delivery, which has none, needs no second query to find that out.
+    const claimed = await this.insertClaim(c);
+    if (claimed) {
       return {
         kind: 'claimed',
-        startedAt: claimed[0].started_at,
-        hasCheckpoints: claimed[0].has_checkpoints,
-        attempt: claimed[0].attempts,
-        replays: claimed[0].replays,
+        startedAt: claimed.started_at,
+        hasCheckpoints: claimed.has_checkpoints,
+        attempt: claimed.attempts,
+        replays: claimed.replays,
       };
     }
 
@@ -310,16 +411,18 @@ export class ExecutorRunRepository {
       JSON.stringify(t.result),
       t.attempts,
     ];
-    const done = `UPDATE executor.runs
+    const done = (checkpointed: boolean) => `UPDATE executor.runs
             SET status = $4, result_event_id = $5, result_type = $6, result = $7::jsonb, attempts = $8,
-                finished_at = now(), updated_at = now(), lease_owner = NULL, lease_expires_at = NULL
+                finished_at = now(), updated_at = now(), lease_owner = NULL, lease_expires_at = NULL${
+                  checkpointed ? ', has_checkpoints = true' : ''
+                }
           WHERE run_id = $1 AND tenant_id = $2 AND lease_owner = $3 AND status = 'running'
           RETURNING finished_at`;
     if (!checkpoint) {
       const rows = await preparedQuery<{ finished_at: Date }>(
         this.ds,
         'executor_run_finish',
-        `WITH done AS (${done}) SELECT finished_at FROM done`,
+        `WITH done AS (${done(false)}) SELECT finished_at FROM done`,
         params,
       );
       return rows[0] ? { finishedAt: rows[0].finished_at } : null;
@@ -336,7 +439,7 @@ export class ExecutorRunRepository {
       rows = await preparedQuery(
         this.ds,
         'executor_run_finish_with_checkpoint',
-        `WITH done AS (${done}),
+        `WITH done AS (${done(true)}),
               saved AS (
                 INSERT INTO executor.checkpoints (tenant_id, thread_id, run_id, step, step_id, state, output)
                 SELECT $2, $9, $1, $10, $11, $12::jsonb, $13::jsonb FROM done

@@ -39,6 +39,26 @@ describe('executor statements: generic plans reach a run by its id', () => {
     await ds.initialize();
     const runs = new ExecutorRunRepository(ds);
     const checkpoints = new CheckpointRepository(ds);
+    // claims issued together go as one multi-row statement
+    for (let round = 0; round < 7; round++) {
+      const claims = await Promise.all(
+        [0, 1, 2].map((i) =>
+          runs.claim({
+            tenantId: 'tenant-a',
+            runId: `plan-batch-${round}-${i}`,
+            agent: 'echo',
+            threadId: `plan-batch-${round}-${i}`,
+            eventId: `plan-batch-${round}-${i}`,
+            input: {},
+            attempts: 1,
+            replay: 0,
+            leaseOwner: `plans/batch/${round}/${i}`,
+            leaseTtlMs: 30_000,
+          }),
+        ),
+      );
+      expect(claims.map((c) => c.kind)).toEqual(['claimed', 'claimed', 'claimed']);
+    }
     for (let i = 0; i < 8; i++) {
       const runId = `plan-run-${i}`;
       const owner = `plans/${i}`;
@@ -97,6 +117,7 @@ describe('executor statements: generic plans reach a run by its id', () => {
     expect(prepared.map((p) => p.name)).toEqual([
       'executor_checkpoint_save',
       'executor_run_claim',
+      'executor_run_claim_batch',
       'executor_run_finish',
       'executor_run_finish_with_checkpoint',
     ]);

@@ -30,4 +30,6 @@ export class ExecutorRun {
   leaseExpiresAt!: Date | null;
   /** Stream sequence of the request message whose delivery holds the lease (pg bigint: a string). */
   @Column({ name: 'lease_seq', type: 'bigint', nullable: true }) leaseSeq!: string | null;
+  /** Set by the statements that write the run's checkpoints; the claim reads it. */
+  @Column({ name: 'has_checkpoints', type: 'boolean', default: false }) hasCheckpoints!: boolean;
 }
