@@ -171,7 +171,15 @@ export class RunEventsService implements OnModuleDestroy {
         ...(afterId === undefined ? {} : { afterId }),
       })) {
         await send(entry);
-        if (terminalSent || writer.closed) break;
+        if (writer.closed) break;
+        if (terminalSent) {
+          // A dead-letter replay reopens a failed run: its stream goes on after the `failed` entry.
+          if (entry.event === 'failed' && (await this.reopenedAfter(tenantId, runId, entry))) {
+            terminalSent = false;
+            continue;
+          }
+          break;
+        }
       }
       if (!terminalSent && stalled) await sendSynthesized(stalled);
     } catch (err) {
@@ -186,6 +194,32 @@ export class RunEventsService implements OnModuleDestroy {
       this.sessions.delete(session);
       this.open.dec();
       writer.end();
+    }
+  }
+
+  /**
+   * Whether the run went on after this `failed` entry, i.e. a dead-letter replay reopened it:
+   * entries follow it in the stream, or the run is running again with more attempts than the
+   * failure counted (the executor's started event of the replay can reach the projection before
+   * its first stream entry). Errors answer false: the stream ends as it would have.
+   */
+  private async reopenedAfter(
+    tenantId: string,
+    runId: string,
+    failed: RunStreamEntry,
+  ): Promise<boolean> {
+    try {
+      if ((await this.runStream.range(runId, failed.id, 1)).length > 0) return true;
+      const current = await this.runs.findById(tenantId, runId);
+      const failedAttempts = (failed.data as { attempts?: unknown } | null)?.attempts;
+      return (
+        current !== null &&
+        !isTerminalStatus(current) &&
+        typeof failedAttempts === 'number' &&
+        current.attempts > failedAttempts
+      );
+    } catch {
+      return false;
     }
   }
 

@@ -84,6 +84,40 @@ describe('gateway: GET /v1/runs/:runId/events (SSE)', () => {
     expect(events.map((e) => e.id)).toEqual(all.slice(0, 6).map((e) => e.id));
   });
 
+  it('goes on past the failed entry of a run a dead-letter replay reopened, and ends at a plain failure', async () => {
+    const failure = (runId: string, attempts: number) => ({
+      runId,
+      agent: 'echo',
+      threadId: runId,
+      error: { code: 'Unavailable', message: 'model gateway down', retryable: true },
+      attempts,
+      deadLettered: true,
+    });
+    // reopened: the replay's entries follow the first life's `failed`
+    const reopened = await submit();
+    await stream.append(reopened, 'status', { status: 'running', attempt: 1 });
+    await stream.append(reopened, 'failed', failure(reopened, 5));
+    await stream.append(reopened, 'status', { status: 'running', attempt: 6 });
+    const reading = readSse(await gw.request(`/v1/runs/${reopened}/events`));
+    await stream.append(reopened, 'step', { step: 1, output: 'x' });
+    await stream.append(reopened, 'completed', { ...result(reopened), attempts: 6 });
+    expect(eventsOf(await reading).map((e) => e.event)).toEqual([
+      'status',
+      'status',
+      'failed',
+      'status',
+      'step',
+      'completed',
+    ]);
+
+    // a failure nothing follows ends the stream, as every terminal event does
+    const failed = await submit();
+    await stream.append(failed, 'status', { status: 'running', attempt: 1 });
+    const ending = readSse(await gw.request(`/v1/runs/${failed}/events`));
+    await stream.append(failed, 'failed', failure(failed, 1));
+    expect(eventsOf(await ending).map((e) => e.event)).toEqual(['status', 'status', 'failed']);
+  });
+
   it('resumes after Last-Event-ID with exactly the entries after it (header or query)', async () => {
     const runId = await submit();
     const ids = [
