@@ -278,7 +278,7 @@ export class UsageBatchConsumer extends Server implements CustomTransportStrateg
       return;
     }
     if (decoded.kind === 'other') {
-      this.settle(msg, () => msg.ack());
+      this.ack(msg);
       return;
     }
     if (decoded.tenantId !== undefined && decoded.tenantId !== decoded.record.tenantId) {
@@ -339,7 +339,7 @@ export class UsageBatchConsumer extends Server implements CustomTransportStrateg
       const { msg, entry, span } = items[i]!;
       const outcome = outcomes[i]!;
       span?.end(outcome.ok ? undefined : outcome.error);
-      if (outcome.ok) this.settle(msg, () => msg.ack());
+      if (outcome.ok) this.ack(msg);
       else
         this.track(
           this.terminate(msg, {
@@ -372,15 +372,30 @@ export class UsageBatchConsumer extends Server implements CustomTransportStrateg
     );
   }
 
+  /** settle(msg, () => msg.ack()) without a closure per message. */
+  private ack(msg: JsMsg): void {
+    if (!this.unsettled.delete(msg)) return;
+    try {
+      msg.ack();
+    } catch (err) {
+      this.settleFailed(msg, err);
+    }
+    this.wakeFetchers();
+  }
+
+  private settleFailed(msg: JsMsg, err: unknown): void {
+    // a closed connection: the server redelivers after ack_wait, which the idempotent write absorbs
+    this.log.warn(
+      `settling ${this.name} seq ${msg.info.streamSequence} failed: ${(err as Error).message}`,
+    );
+  }
+
   private settle(msg: JsMsg, how: () => void): void {
     if (!this.unsettled.delete(msg)) return;
     try {
       how();
     } catch (err) {
-      // a closed connection: the server redelivers after ack_wait, which the idempotent write absorbs
-      this.log.warn(
-        `settling ${this.name} seq ${msg.info.streamSequence} failed: ${(err as Error).message}`,
-      );
+      this.settleFailed(msg, err);
     }
     this.wakeFetchers();
   }

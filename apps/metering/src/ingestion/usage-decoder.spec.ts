@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { headers as natsHeaders } from '@nats-io/nats-core';
+import { MsgHdrsImpl } from '@nats-io/nats-core/internal';
 import { CloudEvent } from 'cloudevents';
 import { encodeBinary, encodeStructured, EVENTS, type UsageRecord } from '@aob/events';
 import { isCanonicalTimestamp, UsageDecoder } from './usage-decoder';
@@ -218,5 +219,139 @@ describe('UsageDecoder', () => {
       kind: 'other',
       type: EVENTS.quotaExceeded.type,
     });
+  });
+});
+
+/** The header block as the NATS client encodes it on the wire. */
+const headerBlockOf = (msg: ReturnType<typeof binary>) =>
+  (msg.headers as unknown as MsgHdrsImpl).toString();
+
+/** A message as it crosses the wire: the NATS header block, then the payload. */
+function wire(headerBlock: string, data: Uint8Array | string) {
+  const head = new TextEncoder().encode(headerBlock);
+  const body = typeof data === 'string' ? new TextEncoder().encode(data) : data;
+  const bytes = new Uint8Array(head.length + body.length);
+  bytes.set(head);
+  bytes.set(body, head.length);
+  return { bytes, headerLength: head.length };
+}
+
+/**
+ * decodeLeanRaw agrees with the decoded-header path: when it accepts the bytes, the NATS client
+ * reads the same headers from them and both other paths decode the message to the same result.
+ */
+function expectAgreement(d: UsageDecoder, bytes: Uint8Array, headerLength: number) {
+  const raw = d.decodeLeanRaw(bytes, headerLength);
+  if (raw === undefined) return undefined;
+  const received = {
+    headers: MsgHdrsImpl.decode(bytes.subarray(0, headerLength)),
+    data: bytes.subarray(headerLength),
+  };
+  expect(d.decodeLean(received)).toEqual(raw);
+  expect(d.decodeFull(received)).toEqual(raw);
+  return raw;
+}
+
+describe('UsageDecoder.decodeLeanRaw (the bytes as received)', () => {
+  const lines = (msg: ReturnType<typeof binary>) => headerBlockOf(msg).split('\r\n').slice(1, -2);
+  const block = (ls: string[]) => `NATS/1.0\r\n${ls.map((l) => `${l}\r\n`).join('')}\r\n`;
+
+  it('decodes what EventPublisher publishes, as the decoded headers do', () => {
+    const d = warmDecoder();
+    const msg = binary(record(), {
+      traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
+    });
+    msg.headers.set('Nats-Msg-Id', 'chatcmpl-1');
+    const { bytes, headerLength } = wire(headerBlockOf(msg), msg.data);
+    expect(expectAgreement(d, bytes, headerLength)).toEqual(d.decodeFull(msg));
+    expect(d.decodeLeanRaw(bytes, headerLength)).toMatchObject({ kind: 'usage', id: 'chatcmpl-1' });
+    // a source not validated yet: the full decoder first
+    expect(new UsageDecoder().decodeLeanRaw(bytes, headerLength)).toBeUndefined();
+  });
+
+  it.each<[string, (ls: string[]) => string, string?]>([
+    ['a status line', (ls) => block(ls).replace('NATS/1.0', 'NATS/1.0 503')],
+    ['a repeated attribute', (ls) => block([...ls, 'ce-id: other'])],
+    ['an attribute in another case', (ls) => block([...ls, 'Ce-Subject: s'])],
+    ['a content-type header', (ls) => block([...ls, 'Content-Type: application/json'])],
+    ['a bare LF in a value', (ls) => block([...ls, 'ce-subject: a\nb'])],
+    ['a bare CR in a value', (ls) => block([...ls, 'ce-subject: a\rb'])],
+    ['a non-ASCII value', (ls) => block([...ls, 'ce-subject: café'])],
+    ['an invalid header name', (ls) => block([...ls, 'X Y: 1'])],
+    ['a line without a colon', (ls) => block([...ls, 'garbage'])],
+    ['an empty line inside the block', (ls) => block([...ls.slice(0, 2), '', ...ls.slice(2)])],
+    ['a byte-order mark before the data', (ls) => block(ls), '\ufeff'],
+  ])('leaves %s to the other paths', (_what, make, prefix = '') => {
+    const d = warmDecoder();
+    const msg = binary(record());
+    const { bytes, headerLength } = wire(
+      make(lines(msg)),
+      prefix + new TextDecoder().decode(msg.data),
+    );
+    expect(expectAgreement(d, bytes, headerLength)).toBeUndefined();
+    // the control: the same message without the flaw takes the raw path
+    const clean = wire(block(lines(msg)), msg.data);
+    expect(expectAgreement(d, clean.bytes, clean.headerLength)).toMatchObject({ kind: 'usage' });
+  });
+
+  it('leaves invalid UTF-8 and empty data to the other paths', () => {
+    const d = warmDecoder();
+    const head = headerBlockOf(binary(record()));
+    const empty = wire(head, '');
+    expect(d.decodeLeanRaw(empty.bytes, empty.headerLength)).toBeUndefined();
+    const bad = wire(head, Uint8Array.of(0x7b, 0xff, 0x7d));
+    expect(d.decodeLeanRaw(bad.bytes, bad.headerLength)).toBeUndefined();
+  });
+
+  it('accepts nothing the decoded headers read differently (random header blocks)', () => {
+    const d = warmDecoder();
+    const msg = binary(record());
+    const base = lines(msg);
+    const piece = fc.constantFrom(
+      'ce-',
+      'Ce-',
+      'id',
+      'subject',
+      'tenantid',
+      'traceparent',
+      'content-type',
+      'Nats-Msg-Id',
+      ':',
+      ': ',
+      ' ',
+      '\t',
+      '\r',
+      '\n',
+      '\r\n',
+      'é',
+      '%20',
+      '"',
+      'x',
+      'acme',
+      '1.0',
+    );
+    const line = fc.array(piece, { maxLength: 6 }).map((ps) => ps.join(''));
+    let accepted = 0;
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.nat(base.length), line), { maxLength: 3 }),
+        fc.subarray([...base.keys()], { minLength: base.length - 1 }),
+        (inserts, kept) => {
+          const ls = kept.map((i) => base[i]!);
+          for (const [at, l] of inserts) ls.splice(at, 0, l);
+          const { bytes, headerLength } = wire(block(ls), msg.data);
+          let clientReads = true;
+          try {
+            MsgHdrsImpl.decode(bytes.subarray(0, headerLength));
+          } catch {
+            clientReads = false;
+          }
+          if (!clientReads) expect(d.decodeLeanRaw(bytes, headerLength)).toBeUndefined();
+          else if (expectAgreement(d, bytes, headerLength)) accepted++;
+        },
+      ),
+      { numRuns: 3_000 },
+    );
+    expect(accepted).toBeGreaterThan(0);
   });
 });

@@ -56,6 +56,53 @@ const LEAN_ATTRIBUTES: ReadonlySet<string> = new Set([
 /** Bounds the cache of accepted sources (AOB has a handful; a flood of made-up ones just stays slow). */
 const MAX_KNOWN_SOURCES = 1_024;
 const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true });
+/** The first line of a NATS header block without a status (a status message is never an event). */
+const HEADER_START = 'NATS/1.0\r\n';
+const [
+  BIT_SPECVERSION,
+  BIT_ID,
+  BIT_SOURCE,
+  BIT_TYPE,
+  BIT_TIME,
+  BIT_DATACONTENTTYPE,
+  BIT_SUBJECT,
+  BIT_TENANTID,
+] = [1, 2, 4, 8, 16, 32, 64, 128] as const;
+/** LEAN_ATTRIBUTES, each with its bit (a repeated attribute is left to the full decoder). */
+const RAW_ATTRIBUTE_BITS: ReadonlyMap<string, number> = new Map([
+  ['specversion', BIT_SPECVERSION],
+  ['id', BIT_ID],
+  ['source', BIT_SOURCE],
+  ['type', BIT_TYPE],
+  ['time', BIT_TIME],
+  ['datacontenttype', BIT_DATACONTENTTYPE],
+  ['subject', BIT_SUBJECT],
+  ['tenantid', BIT_TENANTID],
+  ['traceparent', 256],
+  ['tracestate', 512],
+]);
+
+/** A message's bytes as the NATS client received them: the header block, then the payload. */
+export interface RawMessage {
+  bytes: Uint8Array;
+  headerLength: number;
+}
+
+/**
+ * The received bytes of a JetStream message from `@nats-io/jetstream` 3.x (JsMsgImpl over
+ * nats-core's MsgImpl); undefined for anything else
+ * (another client version, a message built in memory), which then takes the decoded-header path.
+ */
+export function rawMessageOf(msg: unknown): RawMessage | undefined {
+  const inner = (msg as { msg?: unknown }).msg as
+    { _rdata?: unknown; _msg?: { hdr?: unknown } } | undefined;
+  if (typeof inner !== 'object' || inner === null) return undefined;
+  const bytes = inner._rdata;
+  const headerLength = inner._msg?.hdr;
+  if (!(bytes instanceof Uint8Array) || typeof headerLength !== 'number') return undefined;
+  if (headerLength <= 0 || headerLength > bytes.length) return undefined;
+  return { bytes, headerLength };
+}
 
 const digitsAt = (v: string, from: number, n: number): number => {
   let x = 0;
@@ -151,14 +198,126 @@ export class UsageDecoder {
   constructor(private readonly maxMessageBytes = 1024 * 1024) {}
 
   decode(msg: NatsCloudEventMessage): DecodedMessage {
-    if (msg.data.length > this.maxMessageBytes) {
-      return {
-        kind: 'poison',
-        code: 'PayloadTooLarge',
-        reason: `payload of ${msg.data.length} bytes exceeds the limit of ${this.maxMessageBytes} bytes`,
-      };
+    const raw = rawMessageOf(msg);
+    if (raw) {
+      if (raw.bytes.length - raw.headerLength > this.maxMessageBytes) return this.tooLarge(msg);
+      return this.decodeLeanRaw(raw.bytes, raw.headerLength) ?? this.decodeFull(msg);
     }
+    if (msg.data.length > this.maxMessageBytes) return this.tooLarge(msg);
     return this.decodeLean(msg) ?? this.decodeFull(msg);
+  }
+
+  private tooLarge(msg: NatsCloudEventMessage): DecodedMessage {
+    return {
+      kind: 'poison',
+      code: 'PayloadTooLarge',
+      reason: `payload of ${msg.data.length} bytes exceeds the limit of ${this.maxMessageBytes} bytes`,
+    };
+  }
+
+  /**
+   * The lean path on the bytes as received (NATS header block, then the payload): one UTF-8
+   * decode of the whole message, the header lines read in place. Spares the NATS client's header
+   * decoding (a Map, an array and a canonicalised key per header) and a second decode of the
+   * payload. Accepts exactly what decodeLean accepts on the decoded headers, and falls back (returns
+   * undefined) on anything the client would read differently: a status line, a non-ASCII or
+   * control character, a line without a colon, an invalid header name, a repeated attribute.
+   */
+  decodeLeanRaw(bytes: Uint8Array, headerLength: number): DecodedMessage | undefined {
+    if (headerLength < HEADER_START.length + 2 || bytes.length <= headerLength) return undefined;
+    let text: string;
+    try {
+      text = STRICT_UTF8.decode(bytes);
+    } catch {
+      return undefined;
+    }
+    // ASCII only (so the first headerLength characters are the header block), CR only before LF
+    // and LF only after CR (the client splits lines on CRLF alone and refuses a bare one)
+    if (text.length < headerLength) return undefined;
+    for (let i = 0; i < headerLength; i++) {
+      const c = text.charCodeAt(i);
+      if (c > 126) return undefined;
+      if (c < 32) {
+        if (c === 13) {
+          if (text.charCodeAt(i + 1) !== 10) return undefined;
+          i++;
+        } else if (c !== 9) return undefined;
+      }
+    }
+    if (!text.startsWith(HEADER_START) || !text.startsWith('\r\n\r\n', headerLength - 4))
+      return undefined;
+    const last = headerLength - 2;
+    let seen = 0;
+    let specversion: string | undefined;
+    let id: string | undefined;
+    let source: string | undefined;
+    let type: string | undefined;
+    let tenantId: string | undefined;
+    for (let pos = HEADER_START.length; pos < last;) {
+      const eol = text.indexOf('\r\n', pos);
+      const colon = text.indexOf(':', pos);
+      if (eol <= pos || colon <= pos || colon > eol) return undefined;
+      if (!text.startsWith('ce-', pos)) {
+        for (let i = pos; i < colon; i++) {
+          const c = text.charCodeAt(i);
+          if (c < 33 || c > 126) return undefined;
+        }
+        const lower = text.slice(pos, colon).toLowerCase();
+        if (lower === 'content-type' || lower.startsWith('ce-')) return undefined;
+        pos = eol + 2;
+        continue;
+      }
+      const bit = RAW_ATTRIBUTE_BITS.get(text.slice(pos + 3, colon));
+      if (bit === undefined || (seen & bit) !== 0) return undefined;
+      seen |= bit;
+      const value = text.slice(colon + 1, eol).trim();
+      pos = eol + 2;
+      if (value.includes('%') || value.startsWith('"')) return undefined;
+      switch (bit) {
+        case BIT_SPECVERSION:
+          specversion = value;
+          break;
+        case BIT_ID:
+          id = value;
+          break;
+        case BIT_SOURCE:
+          source = value;
+          break;
+        case BIT_TYPE:
+          type = value;
+          break;
+        case BIT_TENANTID:
+          tenantId = value;
+          break;
+        case BIT_TIME:
+          if (!isCanonicalTimestamp(value)) return undefined;
+          break;
+        case BIT_DATACONTENTTYPE:
+          if (value !== 'application/json') return undefined;
+          break;
+        case BIT_SUBJECT:
+          if (value === '') return undefined;
+          break;
+        default:
+        // traceparent, tracestate: any string
+      }
+    }
+    if (
+      specversion !== '1.0' ||
+      !id ||
+      type !== USAGE_TYPE ||
+      source === undefined ||
+      !this.knownSources.has(source)
+    )
+      return undefined;
+    let data: unknown;
+    try {
+      data = JSON.parse(text.slice(headerLength));
+    } catch {
+      return undefined;
+    }
+    if (!isPlainUsageRecord(data)) return undefined;
+    return { kind: 'usage', id, source, type, tenantId, record: data };
   }
 
   /** The fast path, or undefined when the message needs the full decoder. */

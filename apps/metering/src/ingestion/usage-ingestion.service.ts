@@ -7,6 +7,8 @@ import { UsageRecordRepository } from './usage-record.repository';
 
 /** One entry's fate in its batch: stored (or already stored), or rejected for its own content. */
 export type EntryOutcome = { ok: true } | { ok: false; error: DomainError };
+/** The outcome of every stored entry (shared: nothing mutates it). */
+const STORED: EntryOutcome = Object.freeze({ ok: true });
 
 const eventsCounter = () =>
   counter({
@@ -60,7 +62,7 @@ export class UsageIngestionService {
     try {
       const committed = await this.records.insertBatch(entries);
       this.account(entries.length, committed);
-      return entries.map(() => ({ ok: true }));
+      return entries.map(() => STORED);
     } catch (err) {
       if (!isDataError(err)) throw err;
       if (entries.length === 1) return [this.rejected(entries[0]!, err)];

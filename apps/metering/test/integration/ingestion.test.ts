@@ -1,4 +1,4 @@
-import { jetstreamManager } from '@nats-io/jetstream';
+import { DeliverPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { nanos, type NatsConnection } from '@nats-io/nats-core';
 import type { INestApplication } from '@nestjs/common';
 import { Redis } from 'ioredis';
@@ -19,6 +19,7 @@ import {
   type TestDatabase,
   type TestNatsServer,
 } from '@aob/testing';
+import { rawMessageOf, UsageDecoder } from '../../src/ingestion/usage-decoder';
 import { SpendTracker } from '../../src/quotas/spend-tracker';
 import { RawRecordPruner } from '../../src/retention/raw-record-pruner';
 import {
@@ -104,6 +105,23 @@ describe('metering ingestion', () => {
       'sim-small/',
       'sim-small/chat',
     ]);
+  });
+
+  it('reads a usage event from the bytes the JetStream client received, as from its decoded headers', async () => {
+    await publishUsage(nc, [{ id: 'chatcmpl-raw-1', record: usageRecord(1, 'tenant-raw') }]);
+    // an ordered (ephemeral) consumer: the app's durable one keeps every message
+    const consumer = await jetstream(nc).consumers.get('METERING', {
+      deliver_policy: DeliverPolicy.Last,
+    });
+    const msg = await consumer.next({ expires: 5_000 });
+    expect(msg).not.toBeNull();
+    const raw = rawMessageOf(msg);
+    expect(raw).toBeDefined();
+    const decoder = new UsageDecoder();
+    const full = decoder.decodeFull(msg!);
+    expect(full).toMatchObject({ kind: 'usage', id: 'chatcmpl-raw-1' });
+    expect(decoder.decodeLeanRaw(raw!.bytes, raw!.headerLength)).toEqual(full);
+    expect(decoder.decode(msg!)).toEqual(full);
   });
 
   it('counts a republished event once: same CloudEvent id, different Nats-Msg-Id, long after the first', async () => {
