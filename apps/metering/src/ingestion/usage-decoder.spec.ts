@@ -294,6 +294,16 @@ describe('UsageDecoder.decodeLeanRaw (the bytes as received)', () => {
     expect(expectAgreement(d, clean.bytes, clean.headerLength)).toMatchObject({ kind: 'usage' });
   });
 
+  it('decodes data with non-ASCII characters after ASCII headers', () => {
+    const d = warmDecoder();
+    const msg = binary(record({ model: 'modèle-ü', deployment: '部署' }));
+    const { bytes, headerLength } = wire(headerBlockOf(msg), msg.data);
+    expect(expectAgreement(d, bytes, headerLength)).toMatchObject({
+      kind: 'usage',
+      record: { model: 'modèle-ü', deployment: '部署' },
+    });
+  });
+
   it('leaves invalid UTF-8 and empty data to the other paths', () => {
     const d = warmDecoder();
     const head = headerBlockOf(binary(record()));

@@ -68,19 +68,36 @@ const [
   BIT_SUBJECT,
   BIT_TENANTID,
 ] = [1, 2, 4, 8, 16, 32, 64, 128] as const;
-/** LEAN_ATTRIBUTES, each with its bit (a repeated attribute is left to the full decoder). */
-const RAW_ATTRIBUTE_BITS: ReadonlyMap<string, number> = new Map([
-  ['specversion', BIT_SPECVERSION],
-  ['id', BIT_ID],
-  ['source', BIT_SOURCE],
-  ['type', BIT_TYPE],
-  ['time', BIT_TIME],
-  ['datacontenttype', BIT_DATACONTENTTYPE],
-  ['subject', BIT_SUBJECT],
-  ['tenantid', BIT_TENANTID],
-  ['traceparent', 256],
-  ['tracestate', 512],
-]);
+const BIT_TRACEPARENT = 256;
+const BIT_TRACESTATE = 512;
+
+/**
+ * The bit of the LEAN_ATTRIBUTES name text[from, to) (0 for any other name), compared in place:
+ * no substring per header (a repeated attribute is left to the full decoder).
+ */
+function attributeBit(text: string, from: number, to: number): number {
+  const is = (name: string) => text.startsWith(name, from);
+  switch (to - from) {
+    case 2:
+      return is('id') ? BIT_ID : 0;
+    case 4:
+      return is('type') ? BIT_TYPE : is('time') ? BIT_TIME : 0;
+    case 6:
+      return is('source') ? BIT_SOURCE : 0;
+    case 7:
+      return is('subject') ? BIT_SUBJECT : 0;
+    case 8:
+      return is('tenantid') ? BIT_TENANTID : 0;
+    case 10:
+      return is('tracestate') ? BIT_TRACESTATE : 0;
+    case 11:
+      return is('specversion') ? BIT_SPECVERSION : is('traceparent') ? BIT_TRACEPARENT : 0;
+    case 15:
+      return is('datacontenttype') ? BIT_DATACONTENTTYPE : 0;
+    default:
+      return 0;
+  }
+}
 
 /** A message's bytes as the NATS client received them: the header block, then the payload. */
 export interface RawMessage {
@@ -231,18 +248,11 @@ export class UsageDecoder {
     } catch {
       return undefined;
     }
-    // ASCII only (so the first headerLength characters are the header block), CR only before LF
-    // and LF only after CR (the client splits lines on CRLF alone and refuses a bare one)
-    if (text.length < headerLength) return undefined;
-    for (let i = 0; i < headerLength; i++) {
-      const c = text.charCodeAt(i);
-      if (c > 126) return undefined;
-      if (c < 32) {
-        if (c === 13) {
-          if (text.charCodeAt(i + 1) !== 10) return undefined;
-          i++;
-        } else if (c !== 9) return undefined;
-      }
+    // ASCII headers only, so the first headerLength characters are the header block: no decoded
+    // character is shorter than its bytes unless the message has a non-ASCII one somewhere
+    if (text.length !== bytes.length) {
+      if (text.length < headerLength) return undefined;
+      for (let i = 0; i < headerLength; i++) if (text.charCodeAt(i) > 127) return undefined;
     }
     if (!text.startsWith(HEADER_START) || !text.startsWith('\r\n\r\n', headerLength - 4))
       return undefined;
@@ -257,6 +267,8 @@ export class UsageDecoder {
       const eol = text.indexOf('\r\n', pos);
       const colon = text.indexOf(':', pos);
       if (eol <= pos || colon <= pos || colon > eol) return undefined;
+      // a bare CR or LF: the client splits lines on CRLF alone and refuses such a value
+      if (text.indexOf('\r', pos) !== eol || text.indexOf('\n', pos) !== eol + 1) return undefined;
       if (!text.startsWith('ce-', pos)) {
         for (let i = pos; i < colon; i++) {
           const c = text.charCodeAt(i);
@@ -267,8 +279,8 @@ export class UsageDecoder {
         pos = eol + 2;
         continue;
       }
-      const bit = RAW_ATTRIBUTE_BITS.get(text.slice(pos + 3, colon));
-      if (bit === undefined || (seen & bit) !== 0) return undefined;
+      const bit = attributeBit(text, pos + 3, colon);
+      if (bit === 0 || (seen & bit) !== 0) return undefined;
       seen |= bit;
       const value = text.slice(colon + 1, eol).trim();
       pos = eol + 2;
