@@ -16,7 +16,7 @@
 // both ways, BENCH_GW_ROUNDS rounds each send a block directly and then a block through the gateway
 // (the order alternating per round), so machine noise (other processes on a shared box) falls on
 // both sides alike. Loopback only; bounded request counts: BENCH_GW_N (default 2000 each way at
-// concurrency 64, a quarter of it at concurrency 1), BENCH_GW_WARMUP (default 300),
+// concurrency 64, a quarter of it at concurrency 1), BENCH_GW_WARMUP (default 3000: a JIT-cold gateway measured at concurrency 1 doubles its CPU per request),
 // BENCH_GW_ROUNDS (default 10). BENCH_GW_NODE_ARGS adds node flags to the gateway process (e.g.
 // `--cpu-prof --cpu-prof-dir=/tmp/prof` to see where its time goes); BENCH_GW_MAIN runs another
 // build of it (an older commit's, to compare).
@@ -37,7 +37,7 @@ const { jetstreamManager } = require('@nats-io/jetstream');
 const testing = require(path.join(root, 'libs/testing/dist'));
 
 const N = Number(process.env.BENCH_GW_N ?? 2000);
-const WARMUP = Number(process.env.BENCH_GW_WARMUP ?? 300);
+const WARMUP = Number(process.env.BENCH_GW_WARMUP ?? 3000);
 const ROUNDS = Math.max(1, Number(process.env.BENCH_GW_ROUNDS ?? 10));
 const NODE_ARGS = (process.env.BENCH_GW_NODE_ARGS ?? '').split(' ').filter(Boolean);
 /** Another build of the gateway to measure (e.g. an older commit's), else this tree's. */
