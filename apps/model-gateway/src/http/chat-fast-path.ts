@@ -247,7 +247,8 @@ function logRequest(
   if (!log?.isLevelEnabled('info')) return;
   const fields: Record<string, unknown> = {
     req: { id, method: req.method, url: req.url },
-    res: { statusCode: res.statusCode },
+    // pino's `res` serializer reports statusCode only once headersSent says the head went out
+    res: { statusCode: res.statusCode, headersSent: res.headersSent },
     responseTime: Math.round(performance.now() - arrived),
   };
   if (res.statusCode >= 500) {
