@@ -314,22 +314,7 @@ export class UsageDecoder {
         // traceparent, tracestate: any string
       }
     }
-    if (
-      specversion !== '1.0' ||
-      !id ||
-      type !== USAGE_TYPE ||
-      source === undefined ||
-      !this.knownSources.has(source)
-    )
-      return undefined;
-    let data: unknown;
-    try {
-      data = JSON.parse(text.slice(headerLength));
-    } catch {
-      return undefined;
-    }
-    if (!isPlainUsageRecord(data)) return undefined;
-    return { kind: 'usage', id, source, type, tenantId, record: data };
+    return this.leanUsage(specversion, id, source, type, tenantId, text, headerLength);
   }
 
   /** The fast path, or undefined when the message needs the full decoder. */
@@ -382,6 +367,24 @@ export class UsageDecoder {
         // traceparent, tracestate: any string
       }
     }
+    return this.leanUsage(specversion, id, source, type, tenantId, msg.data, 0);
+  }
+
+  /**
+   * What both lean paths check once the headers are read: a 1.0 usage event with an id from a
+   * known source, whose data (the text from `dataStart`, or the bytes, strict UTF-8) is a plain
+   * usage record. The parsed object is kept as is: extra members are never read (the INSERT
+   * names its columns).
+   */
+  private leanUsage(
+    specversion: string | undefined,
+    id: string | undefined,
+    source: string | undefined,
+    type: string | undefined,
+    tenantId: string | undefined,
+    data: string | Uint8Array,
+    dataStart: number,
+  ): DecodedMessage | undefined {
     if (
       specversion !== '1.0' ||
       !id ||
@@ -390,15 +393,16 @@ export class UsageDecoder {
       !this.knownSources.has(source)
     )
       return undefined;
-    let data: unknown;
+    let record: unknown;
     try {
-      data = JSON.parse(STRICT_UTF8.decode(msg.data));
+      record = JSON.parse(
+        typeof data === 'string' ? data.slice(dataStart) : STRICT_UTF8.decode(data),
+      );
     } catch {
       return undefined;
     }
-    if (!isPlainUsageRecord(data)) return undefined;
-    // the parsed object as is: extra members are never read (the INSERT names its columns)
-    return { kind: 'usage', id, source, type, tenantId, record: data };
+    if (!isPlainUsageRecord(record)) return undefined;
+    return { kind: 'usage', id, source, type, tenantId, record };
   }
 
   /** The CloudEvents binding and the catalog schema: exact, slower, and words every rejection. */
