@@ -26,6 +26,7 @@ export { TerminationRepository, type TerminationInput } from './termination.repo
 export { TerminationRecord } from './entities/termination-record.entity';
 export { DataSource, type EntityManager, type Repository } from 'typeorm';
 export { DatabaseModule } from './database.module';
+export { RetentionJob, type RetentionSchedule } from './retention-job';
 export { ApiKey } from './entities/api-key.entity';
 export { AuditLogEntry } from './entities/audit-log-entry.entity';
 export { UsageRecordRow } from './entities/usage-record.entity';

@@ -1,16 +1,9 @@
 import { counter } from '@aob/observability';
-import { DataSource } from '@aob/persistence';
-import {
-  Inject,
-  Injectable,
-  Logger,
-  type OnApplicationBootstrap,
-  type OnApplicationShutdown,
-} from '@nestjs/common';
+import { DataSource, RetentionJob } from '@aob/persistence';
+import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { ExecutorConfig } from '../config';
 import { EXECUTOR_CONFIG } from '../executor.tokens';
 
-const DAY_MS = 86_400_000;
 /** Old rows each statement looks at (and at most deletes): short statements, bounded work. */
 export const CHECKPOINT_PRUNE_BATCH = 1_000;
 
@@ -77,66 +70,40 @@ interface PruneBatch {
  * Safe on several replicas (bounded batches, SKIP LOCKED).
  */
 @Injectable()
-export class CheckpointPruner implements OnApplicationBootstrap, OnApplicationShutdown {
-  private readonly log = new Logger(CheckpointPruner.name);
+export class CheckpointPruner extends RetentionJob {
+  protected readonly log = new Logger(CheckpointPruner.name);
   private readonly pruned = prunedCounter();
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<number> | undefined;
-  private stopped = false;
 
   constructor(
     private readonly ds: DataSource,
     @Inject(EXECUTOR_CONFIG) private readonly config: ExecutorConfig,
-  ) {}
-
-  onApplicationBootstrap(): void {
-    const every = this.config.CHECKPOINT_PRUNE_INTERVAL_MS;
-    if (every <= 0) return;
-    this.timer = setInterval(() => void this.prune().catch(() => undefined), every);
-    this.timer.unref();
+  ) {
+    super('checkpoint retention', () => ({
+      everyMs: config.CHECKPOINT_PRUNE_INTERVAL_MS,
+      retentionDays: config.CHECKPOINT_RETENTION_DAYS,
+    }));
   }
 
-  async onApplicationShutdown(): Promise<void> {
-    this.stopped = true;
-    clearInterval(this.timer);
-    await this.running?.catch(() => undefined);
-  }
-
-  /** One pass: deletes every prunable checkpoint (relative to `now`); returns how many. */
-  prune(now = new Date()): Promise<number> {
-    this.running ??= this.pass(
-      new Date(now.getTime() - this.config.CHECKPOINT_RETENTION_DAYS * DAY_MS),
-    ).finally(() => (this.running = undefined));
-    return this.running;
-  }
-
-  private async pass(before: Date): Promise<number> {
+  protected async pass(before: Date): Promise<number> {
     let total = 0;
-    try {
-      let cursor = '-infinity';
-      while (!this.stopped) {
-        const [batch] = await this.ds.query<PruneBatch[]>(PRUNE_SQL, [
-          before,
-          this.config.CHECKPOINT_KEEP_LATEST,
-          CHECKPOINT_PRUNE_BATCH,
-          cursor,
-        ]);
-        if (!batch?.upto) break;
-        total += batch.deleted;
-        this.pruned.inc(batch.deleted);
-        if (batch.scanned < CHECKPOINT_PRUNE_BATCH) break;
-        cursor = batch.upto;
-      }
-      if (total > 0)
-        this.log.log(
-          `deleted ${total} checkpoints of finished runs from before ${before.toISOString()}`,
-        );
-      return total;
-    } catch (err) {
-      this.log.warn(
-        `checkpoint retention pass failed (next one in ${this.config.CHECKPOINT_PRUNE_INTERVAL_MS} ms): ${(err as Error).message}`,
-      );
-      throw err;
+    let cursor = '-infinity';
+    while (!this.stopped) {
+      const [batch] = await this.ds.query<PruneBatch[]>(PRUNE_SQL, [
+        before,
+        this.config.CHECKPOINT_KEEP_LATEST,
+        CHECKPOINT_PRUNE_BATCH,
+        cursor,
+      ]);
+      if (!batch?.upto) break;
+      total += batch.deleted;
+      this.pruned.inc(batch.deleted);
+      if (batch.scanned < CHECKPOINT_PRUNE_BATCH) break;
+      cursor = batch.upto;
     }
+    if (total > 0)
+      this.log.log(
+        `deleted ${total} checkpoints of finished runs from before ${before.toISOString()}`,
+      );
+    return total;
   }
 }
