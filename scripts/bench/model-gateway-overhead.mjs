@@ -17,7 +17,7 @@
 // (the order alternating per round), so machine noise (other processes on a shared box) falls on
 // both sides alike. Loopback only; bounded request counts: BENCH_GW_N (default 2000 each way at
 // concurrency 64, a quarter of it at concurrency 1), BENCH_GW_WARMUP (default 3000: a JIT-cold gateway measured at concurrency 1 doubles its CPU per request),
-// BENCH_GW_ROUNDS (default 10). BENCH_GW_NODE_ARGS adds node flags to the gateway process (e.g.
+// BENCH_GW_ROUNDS (default 10), BENCH_GW_PHASES (say `batch:64`: only that phase). BENCH_GW_NODE_ARGS adds node flags to the gateway process (e.g.
 // `--cpu-prof --cpu-prof-dir=/tmp/prof` to see where its time goes); BENCH_GW_MAIN runs another
 // build of it (an older commit's, to compare).
 
@@ -42,6 +42,10 @@ const ROUNDS = Math.max(1, Number(process.env.BENCH_GW_ROUNDS ?? 10));
 const NODE_ARGS = (process.env.BENCH_GW_NODE_ARGS ?? '').split(' ').filter(Boolean);
 /** Another build of the gateway to measure (e.g. an older commit's), else this tree's. */
 const MAIN = process.env.BENCH_GW_MAIN ?? path.join(root, 'apps/model-gateway/dist/main.js');
+/** Only these phases (`batch:1,stream:64`, ...), e.g. to profile one; all four by default. */
+const PHASES = (process.env.BENCH_GW_PHASES ?? '').split(',').filter(Boolean);
+const wanted = (mode, concurrency) =>
+  PHASES.length === 0 || PHASES.includes(`${mode}:${concurrency}`);
 const ADMIN_KEY = 'aob_bench_admin_key_0123456789abcdef';
 const UPSTREAM_KEY = 'sk-bench-upstream';
 const GOAL = { addedP50Ms: 1, addedP99Ms: 5 };
@@ -304,6 +308,7 @@ export async function run() {
   try {
     for (const stream of [false, true]) {
       for (const concurrency of [1, 64]) {
+        if (!wanted(stream ? 'stream' : 'batch', concurrency)) continue;
         const n = concurrency === 1 ? Math.max(100, Math.floor(N / 4)) : N;
         const mode = stream ? 'stream (time to first token)' : 'batch (whole answer)';
         log(`model-gateway overhead: ${mode}, concurrency ${concurrency}, ${n} requests each way`);

@@ -70,7 +70,7 @@ export class AppModule implements NestModule {
         AuthModule.forRoot(authOptionsFromEnv(config, { useDatabase: true })),
         // also registers the `nats` readiness check the usage publisher depends on
         NatsModule.forRoot({ url: config.NATS_URL, app: APP_NAME }),
-        QuotaModule.forRoot({ config, app: APP_NAME }),
+        QuotaModule.forRoot({ config, app: APP_NAME, leases: true }),
       ],
       controllers: [ChatCompletionsController, ModelsController],
       providers: [

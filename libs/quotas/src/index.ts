@@ -29,4 +29,9 @@ export { connectQuotaRedis, type QuotaRedisOptions } from './quota-redis';
 export { QuotaRepository } from './quota.repository';
 export { budgetEventId, publishBudgetNotification } from './budget-events';
 export { ModelQuotaGuard, estimatePromptTokens, type ModelAdmission } from './model-quota-guard';
-export { QuotaModule, QUOTA_REDIS, type QuotaModuleOptions } from './quota.module';
+export {
+  QuotaModule,
+  QUOTA_REDIS,
+  QUOTA_INVALIDATIONS,
+  type QuotaModuleOptions,
+} from './quota.module';

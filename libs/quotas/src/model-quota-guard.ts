@@ -37,6 +37,8 @@ export interface ModelQuotaGuardOptions {
   scope?: string;
   /** Completion tokens assumed when the request sets no max_tokens. @default 4096 */
   defaultMaxTokens?: number;
+  /** Admissions may be served from a local lease (see QuotaLimiterOptions.leaseMs). @default true */
+  lease?: boolean;
 }
 
 /**
@@ -58,6 +60,7 @@ export function estimatePromptTokens(messages: unknown): number {
 export class ModelQuotaGuard {
   private readonly scope: string;
   private readonly defaultMaxTokens: number;
+  private readonly lease: boolean;
 
   constructor(
     private readonly limiter: QuotaLimiter,
@@ -65,6 +68,7 @@ export class ModelQuotaGuard {
   ) {
     this.scope = opts.scope ?? 'models';
     this.defaultMaxTokens = opts.defaultMaxTokens ?? 4096;
+    this.lease = opts.lease ?? true;
   }
 
   /** Worst-case tokens of a request. */
@@ -79,6 +83,7 @@ export class ModelQuotaGuard {
       scope: this.scope,
       requests: 1,
       tokens: worst,
+      lease: this.lease,
     });
     const headers = openAiRateLimitHeaders(decision);
     const reservation = decision.reservation;

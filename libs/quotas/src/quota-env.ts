@@ -34,6 +34,14 @@ export const quotaEnvShape = {
   QUOTA_LIMITS_CACHE_SECONDS: z.coerce.number().int().positive().default(60),
   /** The month's spend counter is rebuilt from Postgres at least this often. */
   QUOTA_SPEND_RESYNC_SECONDS: z.coerce.number().int().positive().default(300),
+  /**
+   * Lifetime of a quota lease at the model gateway: a tenant calling models steadily gets a small
+   * local allowance (at most 10 % of each bucket, sized after its recent demand) and most of its
+   * calls are admitted without a Redis round trip; what a lease did not use goes back when it ends.
+   * Totals stay exact (a lease is taken from the buckets); a PUT of the tenant's limits ends its
+   * leases on every replica at once. 0 = one round trip per call.
+   */
+  QUOTA_LEASE_MS: z.coerce.number().int().nonnegative().max(10_000).default(100),
   /** Fraction of the monthly budget at which the one-per-month warning event is published. */
   QUOTA_BUDGET_WARNING_FRACTION: z.coerce.number().positive().max(1).default(0.8),
 };

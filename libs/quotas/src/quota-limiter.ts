@@ -2,7 +2,7 @@ import type { Redis } from 'ioredis';
 import { counter } from '@aob/observability';
 import { billingPeriod, type BillingPeriod } from './billing-period';
 import { QUOTA_FIELDS, type QuotaLimits, type QuotaOverrides } from './quota-limits';
-import { ADMIT_SCRIPT, RECORD_SPEND_SCRIPT, SETTLE_SCRIPT } from './quota-scripts';
+import { ADMIT_SCRIPT, RECORD_SPEND_SCRIPT, REFUND_SCRIPT, SETTLE_SCRIPT } from './quota-scripts';
 
 /** Where overrides and committed spend live (Postgres; see QuotaRepository). */
 export interface QuotaStore {
@@ -46,6 +46,15 @@ export interface QuotaLimiterOptions {
   logger?: { warn(message: string): void };
   /** Clock for the billing period only (buckets use Redis server time). @default Date.now */
   now?: () => number;
+  /**
+   * Lifetime of a lease (QUOTA_LEASE_MS): admissions that ask for one (`lease: true`) are served
+   * from a local allowance taken from the tenant's buckets while it lasts. 0 = every admission
+   * is one round trip. Leases are handed out only while `followInvalidations` is connected.
+   * @default 0
+   */
+  leaseMs?: number;
+  /** Largest share of a bucket's capacity one lease may hold. @default 0.1 */
+  leaseMaxShare?: number;
 }
 
 export interface BucketState {
@@ -63,6 +72,8 @@ export interface TokenReservation {
   tokens: number;
   /** The limit in force when reserved (the settle refills at this rate). */
   tokensPerMinute: number;
+  /** The lease it was reserved from: while that lease lives, the settlement goes back to it. */
+  lease?: object;
 }
 
 export type QuotaRejection = 'requests' | 'tokens' | 'too-large' | 'budget' | 'unavailable';
@@ -81,6 +92,8 @@ export interface QuotaDecision {
   budget?: { limitUsd: number; spentUsd: number; remainingUsd: number };
   /** Present when tokens were reserved: settle it after the model call. */
   reservation?: TokenReservation;
+  /** Served from a local lease, without a round trip (the bucket states are the lease's view). */
+  leased?: boolean;
   /** Redis or the store failed; the fail mode decided. */
   degraded?: boolean;
 }
@@ -92,15 +105,51 @@ export interface AdmitOptions {
   requests?: number;
   /** Worst-case tokens to reserve (prompt estimate + max_tokens). @default 0 */
   tokens?: number;
+  /**
+   * May be served from (and may take) a local lease of the tenant's quota (see
+   * QuotaLimiterOptions.leaseMs): for callers with many small admissions per tenant.
+   */
+  lease?: boolean;
 }
 
+/**
+ * A local allowance of one tenant's bucket pair (one scope), taken from Redis by an admission
+ * and handed out without round trips until it expires, runs out or is invalidated; what is left
+ * then goes back (`retire`).
+ */
+interface Lease {
+  key: string;
+  tenantId: string;
+  scope: string;
+  /** performance.now() after which the lease hands out nothing. */
+  expiresAt: number;
+  /** Requests left to hand out (Infinity: requests unlimited). */
+  requests: number;
+  /** Tokens left to hand out (Infinity: tokens unlimited); settlements add to it, may go negative. */
+  tokens: number;
+  /** The admission that took the lease: limits, and the buckets as Redis left them. */
+  base: QuotaDecision;
+  /** Handed out so far: the size of the next lease follows the demand. */
+  admitted: number;
+  tokensHandedOut: number;
+  retired: boolean;
+}
+
+/** Ask for no lease on a bucket that cannot give one; start with this many requests. */
+const FIRST_LEASE_REQUESTS = 4;
+
 type AdmitReply = string[];
+interface Granted {
+  requests: number;
+  tokens: number;
+}
 type SpendReply = string[];
 
 interface QuotaCommands {
   aobQuotaAdmit(...args: (string | number)[]): Promise<AdmitReply>;
   aobQuotaSettle(...args: (string | number)[]): Promise<string>;
   aobQuotaSpend(...args: (string | number)[]): Promise<SpendReply>;
+  aobQuotaRefund(...args: (string | number)[]): Promise<string>;
 }
 
 const failures = () =>
@@ -114,6 +163,12 @@ const checks = () =>
     name: 'aob_quota_checks_total',
     help: 'Quota admissions by outcome',
     labelNames: ['scope', 'outcome'] as const,
+  });
+const leaseOps = () =>
+  counter({
+    name: 'aob_quota_leases_total',
+    help: 'Quota leases (QUOTA_LEASE_MS): admissions served locally (hit), leases taken (taken) and returned after use (retired), returns that failed (refund_failed)',
+    labelNames: ['scope', 'event'] as const,
   });
 const notifications = () =>
   counter({
@@ -143,6 +198,16 @@ export class QuotaLimiter {
   private readonly checked = checks();
   private readonly notified = notifications();
   private lastLog = 0;
+  private readonly leaseMs: number;
+  private readonly leaseMaxShare: number;
+  private readonly leases = new Map<string, Lease>();
+  /** One lease renewal per tenant and scope at a time; the others wait for its lease. */
+  private readonly renewing = new Map<string, Promise<unknown>>();
+  /** What the last retired lease handed out, per tenant and scope: the next one's size. */
+  private readonly demand = new Map<string, { requests: number; tokens: number; at: number }>();
+  private invalidationsLive = false;
+  private sweeper: NodeJS.Timeout | undefined;
+  private readonly leaseEvents = leaseOps();
 
   constructor(
     redis: Redis,
@@ -154,6 +219,9 @@ export class QuotaLimiter {
       redis.defineCommand('aobQuotaSettle', { numberOfKeys: 1, lua: SETTLE_SCRIPT });
       redis.defineCommand('aobQuotaSpend', { numberOfKeys: 4, lua: RECORD_SPEND_SCRIPT });
     }
+    if (typeof r.aobQuotaRefund !== 'function') {
+      redis.defineCommand('aobQuotaRefund', { numberOfKeys: 2, lua: REFUND_SCRIPT });
+    }
     this.redis = redis as Redis & QuotaCommands;
     this.prefix = opts.keyPrefix ?? 'aob';
     this.failMode = opts.failMode ?? 'open';
@@ -161,6 +229,43 @@ export class QuotaLimiter {
     this.resyncSeconds = opts.spendResyncSeconds ?? 300;
     this.warnFraction = opts.warnFraction ?? 0.8;
     this.now = opts.now ?? Date.now;
+    this.leaseMs = opts.leaseMs ?? 0;
+    this.leaseMaxShare = opts.leaseMaxShare ?? 0.1;
+  }
+
+  /**
+   * Turns leases on (when leaseMs > 0) for as long as `subscriber` — a Redis connection of its
+   * own, in subscriber mode — listens to the invalidation channel: a PUT of a tenant's limits
+   * (invalidateLimits, on any replica) then retires that tenant's leases here at once. While the
+   * subscriber is disconnected every admission makes its round trip.
+   */
+  async followInvalidations(subscriber: Redis): Promise<void> {
+    if (this.leaseMs <= 0) return;
+    const channel = this.invalidationChannel();
+    subscriber.on('message', (ch: string, tenantId: string) => {
+      if (ch === channel) this.retireTenant(tenantId);
+    });
+    const subscribe = () =>
+      subscriber.subscribe(channel).then(
+        () => (this.invalidationsLive = true),
+        () => undefined,
+      );
+    subscriber.on('ready', () => void subscribe());
+    subscriber.on('close', () => {
+      this.invalidationsLive = false;
+      this.retireAll();
+    });
+    if (subscriber.status === 'ready') await subscribe();
+    this.sweeper ??= setInterval(() => this.retireExpired(), this.leaseMs);
+    this.sweeper.unref();
+  }
+
+  /** Returns every lease's remainder and stops leasing (shutdown). */
+  async close(): Promise<void> {
+    this.invalidationsLive = false;
+    clearInterval(this.sweeper);
+    this.sweeper = undefined;
+    await Promise.all([...this.leases.values()].map((l) => this.retire(l)));
   }
 
   /** Redis keys of a tenant: one hash slot per tenant (`{tenant}`). */
@@ -182,13 +287,12 @@ export class QuotaLimiter {
    */
   async admit(tenantId: string, opts: AdmitOptions = {}): Promise<QuotaDecision> {
     const scope = opts.scope ?? 'runs';
-    const decision = await this.run(
-      tenantId,
-      scope,
-      opts.requests ?? 1,
-      Math.ceil(opts.tokens ?? 0),
-      false,
-    );
+    const requests = opts.requests ?? 1;
+    const tokens = Math.ceil(opts.tokens ?? 0);
+    const decision =
+      opts.lease && requests === 1 && this.leaseMs > 0 && this.invalidationsLive
+        ? await this.leasedAdmit(tenantId, scope, tokens)
+        : (await this.run(tenantId, scope, requests, tokens, false)).decision;
     this.checked.inc({
       scope,
       outcome: decision.degraded ? `degraded-${this.failMode}` : (decision.reason ?? 'allowed'),
@@ -197,8 +301,8 @@ export class QuotaLimiter {
   }
 
   /** Limits and what remains, changing nothing (GET /v1/quotas). */
-  peek(tenantId: string, scope = 'runs'): Promise<QuotaDecision> {
-    return this.run(tenantId, scope, 0, 0, true);
+  async peek(tenantId: string, scope = 'runs'): Promise<QuotaDecision> {
+    return (await this.run(tenantId, scope, 0, 0, true)).decision;
   }
 
   /**
@@ -209,6 +313,11 @@ export class QuotaLimiter {
   async settle(reservation: TokenReservation, actualTokens: number): Promise<void> {
     const delta = reservation.tokens - Math.max(0, Math.ceil(actualTokens));
     if (delta === 0 || reservation.tokensPerMinute <= 0) return;
+    const lease = reservation.lease as Lease | undefined;
+    if (lease && !lease.retired) {
+      lease.tokens += delta; // goes back to Redis with the rest of the lease
+      return;
+    }
     const key = this.keys(reservation.tenantId, '-').tokens;
     try {
       await this.redis.aobQuotaSettle(key, reservation.tokensPerMinute, delta);
@@ -259,6 +368,185 @@ export class QuotaLimiter {
   /** Drops the cached overrides (after a PUT): every replica reloads them on its next check. */
   async invalidateLimits(tenantId: string): Promise<void> {
     await this.redis.del(this.keys(tenantId, '-').limits);
+    this.retireTenant(tenantId);
+    // every replica's leases of the tenant end now (followInvalidations)
+    await this.redis.publish(this.invalidationChannel(), tenantId);
+  }
+
+  private invalidationChannel(): string {
+    return `${this.prefix}:q:invalidate`;
+  }
+
+  /**
+   * One admission through the tenant's lease: handed out locally while the lease lasts; else one
+   * round trip admits the request and takes the next lease, sized after the demand the last one
+   * saw (a tenant that calls rarely gets none: every call of it is exact). Concurrent admissions
+   * of a tenant wait for the renewal in flight instead of each making one.
+   */
+  private async leasedAdmit(
+    tenantId: string,
+    scope: string,
+    tokens: number,
+  ): Promise<QuotaDecision> {
+    const key = `${tenantId}\u0000${scope}`;
+    for (;;) {
+      const lease = this.leases.get(key);
+      if (lease) {
+        const local = this.handOut(lease, tokens);
+        if (local) return local;
+      }
+      const pending = this.renewing.get(key);
+      if (!pending) break;
+      await pending;
+      if (!this.leases.get(key)) break; // the renewal took no lease: ours goes to Redis
+    }
+    // an expired or spent lease gives its rest back before the next one is taken
+    const stale = this.leases.get(key);
+    const renewal = this.retire(stale).then(() =>
+      this.run(tenantId, scope, 1, tokens, false, this.leaseAsk(key, tokens)),
+    );
+    this.renewing.set(key, renewal);
+    try {
+      const { decision, granted } = await renewal;
+      if (decision.allowed && !decision.degraded && this.invalidationsLive && granted) {
+        this.takeLease(key, tenantId, scope, decision, granted);
+      }
+      return decision;
+    } finally {
+      this.renewing.delete(key);
+    }
+  }
+
+  /** How much the next lease of `key` asks for: twice what the last one handed out, if recent. */
+  private leaseAsk(key: string, tokens: number): Granted {
+    const d = this.demand.get(key);
+    // demand seen within the last two lease lifetimes; a rare caller asks for nothing
+    if (!d || performance.now() - d.at > 2 * this.leaseMs) return { requests: 0, tokens: 0 };
+    const requests = Math.max(FIRST_LEASE_REQUESTS, 2 * d.requests);
+    return { requests, tokens: Math.max(requests * tokens, 2 * d.tokens) };
+  }
+
+  private takeLease(
+    key: string,
+    tenantId: string,
+    scope: string,
+    base: QuotaDecision,
+    granted: Granted,
+  ): void {
+    const l = base.limits;
+    const lease: Lease = {
+      key,
+      tenantId,
+      scope,
+      expiresAt: performance.now() + this.leaseMs,
+      requests: l.requestsPerSecond > 0 ? granted.requests : Infinity,
+      tokens: l.tokensPerMinute > 0 ? granted.tokens : Infinity,
+      base,
+      admitted: 0,
+      tokensHandedOut: 0,
+      retired: false,
+    };
+    // nothing to hand out (a first call, or small limits): the grant goes back, the demand is noted
+    if (lease.requests < 1) {
+      void this.retire(lease);
+      return;
+    }
+    void this.retire(this.leases.get(key));
+    this.leases.set(key, lease);
+    this.leaseEvents.inc({ scope, event: 'taken' });
+  }
+
+  /** One admission from a live lease, or undefined when it cannot give one. */
+  private handOut(lease: Lease, tokens: number): QuotaDecision | undefined {
+    if (lease.retired || performance.now() >= lease.expiresAt) return undefined;
+    if (lease.requests < 1 || lease.tokens < tokens) return undefined;
+    lease.requests -= 1;
+    lease.tokens -= tokens;
+    lease.admitted += 1;
+    lease.tokensHandedOut += tokens;
+    this.leaseEvents.inc({ scope: lease.scope, event: 'hit' });
+    const { base } = lease;
+    const limits = base.limits;
+    const decision: QuotaDecision = { allowed: true, limits, leased: true };
+    // what this tenant may still take: Redis's buckets plus what the lease holds
+    if (base.requests) {
+      decision.requests = {
+        ...base.requests,
+        remaining: base.requests.remaining + Math.floor(lease.requests),
+      };
+    }
+    if (base.tokens) {
+      decision.tokens = {
+        ...base.tokens,
+        remaining: base.tokens.remaining + Math.max(0, Math.floor(lease.tokens)),
+      };
+      if (tokens > 0) {
+        decision.reservation = {
+          tenantId: lease.tenantId,
+          tokens,
+          tokensPerMinute: limits.tokensPerMinute,
+          lease,
+        };
+      }
+    }
+    if (base.budget) decision.budget = base.budget;
+    return decision;
+  }
+
+  /** Ends a lease: what it did not hand out (and what settlements gave back) returns to Redis. */
+  private async retire(lease: Lease | undefined): Promise<void> {
+    if (!lease || lease.retired) return;
+    lease.retired = true;
+    if (this.leases.get(lease.key) === lease) this.leases.delete(lease.key);
+    this.demand.set(lease.key, {
+      requests: lease.admitted,
+      tokens: lease.tokensHandedOut,
+      at: performance.now(),
+    });
+    if (lease.admitted > 0) this.leaseEvents.inc({ scope: lease.scope, event: 'retired' });
+    const requests = Number.isFinite(lease.requests) ? Math.floor(lease.requests) : 0;
+    const tokens = Number.isFinite(lease.tokens) ? Math.round(lease.tokens) : 0;
+    if (requests > 0 || tokens !== 0) await this.refund(lease, requests, tokens);
+  }
+
+  private async refund(lease: Lease, requests: number, tokens: number): Promise<void> {
+    const l = lease.base.limits;
+    const k = this.keys(lease.tenantId, '-', lease.scope);
+    try {
+      await this.redis.aobQuotaRefund(
+        k.requests,
+        k.tokens,
+        l.requestsPerSecond,
+        l.burst,
+        l.tokensPerMinute,
+        requests,
+        tokens,
+      );
+    } catch (err) {
+      // the buckets refill by themselves; what the lease held is lost for a while, not more
+      this.leaseEvents.inc({ scope: lease.scope, event: 'refund_failed' });
+      this.failure('refund', err);
+    }
+  }
+
+  private retireTenant(tenantId: string): void {
+    for (const lease of this.leases.values()) {
+      if (lease.tenantId === tenantId) void this.retire(lease);
+    }
+  }
+
+  private retireAll(): void {
+    for (const lease of this.leases.values()) void this.retire(lease);
+  }
+
+  private retireExpired(): void {
+    const now = performance.now();
+    for (const lease of this.leases.values()) {
+      if (now >= lease.expiresAt) void this.retire(lease);
+    }
+    for (const [key, d] of this.demand) {
+      if (now - d.at > 2 * this.leaseMs) this.demand.delete(key);
+    }
   }
 
   private async run(
@@ -267,7 +555,8 @@ export class QuotaLimiter {
     requests: number,
     tokens: number,
     peek: boolean,
-  ): Promise<QuotaDecision> {
+    lease: Granted = { requests: 0, tokens: 0 },
+  ): Promise<{ decision: QuotaDecision; granted?: Granted }> {
     const period = billingPeriod(new Date(this.now()));
     const k = this.keys(tenantId, period.id, scope);
     const d = this.opts.defaults;
@@ -289,6 +578,9 @@ export class QuotaLimiter {
           FLAG_TTL_SECONDS,
           peek ? '1' : '0',
           this.warnFraction,
+          lease.requests,
+          lease.tokens,
+          this.leaseMaxShare,
         );
         if (reply[0] === 'L') {
           await this.cacheLimits(tenantId);
@@ -307,15 +599,27 @@ export class QuotaLimiter {
             decision.budget?.spentUsd ?? 0,
             decision.limits.monthlyBudgetUsd,
           );
-        return decision;
+        return {
+          decision,
+          granted: { requests: Number(reply[12] ?? 0), tokens: Number(reply[13] ?? 0) },
+        };
       }
       throw new Error('quota state kept disappearing while checking');
     } catch (err) {
       this.failure(peek ? 'peek' : 'admit', err);
       const limits = { ...d };
-      return this.failMode === 'open' || peek
-        ? { allowed: true, limits, degraded: true }
-        : { allowed: false, reason: 'unavailable', retryAfterMs: 1_000, limits, degraded: true };
+      return {
+        decision:
+          this.failMode === 'open' || peek
+            ? { allowed: true, limits, degraded: true }
+            : {
+                allowed: false,
+                reason: 'unavailable',
+                retryAfterMs: 1_000,
+                limits,
+                degraded: true,
+              },
+      };
     }
   }
 

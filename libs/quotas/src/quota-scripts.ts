@@ -39,7 +39,14 @@ end
  *
  * KEYS: limits, request bucket, token bucket, spend, warning flag, exceeded flag
  * ARGV: default rps, default burst, default tpm, default budget, requests to take (0|1),
- *       tokens to reserve, flag ttl seconds, peek (1 = change nothing), warn fraction
+ *       tokens to reserve, flag ttl seconds, peek (1 = change nothing), warn fraction,
+ *       lease requests, lease tokens, lease share
+ *
+ * Lease (optional, 0 by default): once the request is admitted, up to `lease requests` more
+ * requests and `lease tokens` more tokens are taken for the caller to hand out locally, never more
+ * than `lease share` of the bucket's capacity nor more than what is left (a lease never puts a
+ * bucket in debt). What was granted comes back as two more fields:
+ * `..., budget, leasedRequests, leasedTokens`.
  */
 export const ADMIT_SCRIPT = `${PRELUDE}
 local lim = redis.call('HMGET', KEYS[1], 'loaded', 'rps', 'burst', 'tpm', 'budget')
@@ -53,10 +60,11 @@ local want = tonumber(ARGV[6])
 local peek = ARGV[8] == '1'
 if rps > 0 and burst < 1 then burst = math.max(1, math.ceil(rps)) end
 
+local gotReq, gotTok = 0, 0
 local function answer(status, retry, reqLeft, reqReset, tokLeft, tokReset, spend, notify)
   return {status, string.format('%.3f', retry), string.format('%.6f', reqLeft), string.format('%.3f', reqReset),
     string.format('%.6f', tokLeft), string.format('%.3f', tokReset), string.format('%.10f', spend), notify,
-    tostring(rps), tostring(burst), tostring(tpm), tostring(budget)}
+    tostring(rps), tostring(burst), tostring(tpm), tostring(budget), tostring(gotReq), tostring(gotTok)}
 end
 
 local spend, notify = 0, ''
@@ -97,16 +105,40 @@ if tpm > 0 and want > 0 then
   end
 end
 if rps > 0 and takeReq > 0 then
-  reqLeft = reqLeft - takeReq
+  gotReq = math.max(0, math.min(tonumber(ARGV[10] or '0'), math.floor(burst * tonumber(ARGV[12] or '0')),
+    math.floor(reqLeft - takeReq)))
+  reqLeft = reqLeft - takeReq - gotReq
   store(KEYS[2], reqLeft, burst, reqPerMs)
   reqReset = untilFull(reqLeft, burst, reqPerMs)
 end
 if tpm > 0 and want > 0 then
-  tokLeft = tokLeft - want
+  gotTok = math.max(0, math.min(tonumber(ARGV[11] or '0'), math.floor(tpm * tonumber(ARGV[12] or '0')),
+    math.floor(tokLeft - want)))
+  tokLeft = tokLeft - want - gotTok
   store(KEYS[3], tokLeft, tpm, tokPerMs)
   tokReset = untilFull(tokLeft, tpm, tokPerMs)
 end
 return answer('OK', 0, reqLeft, reqReset, tokLeft, tokReset, spend, notify)
+`;
+
+/**
+ * Gives back what a lease did not hand out: `requests` to the request bucket and `tokens` to the
+ * token bucket (tokens may be negative: the lease's requests used more than they reserved, which
+ * may leave the bucket in debt, as a settlement does). Buckets never exceed their capacity.
+ * KEYS: request bucket, token bucket. ARGV: rps, burst, tpm, requests, tokens. Returns 'OK'.
+ */
+export const REFUND_SCRIPT = `${PRELUDE}
+local rps, burst, tpm = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local requests, tokens = tonumber(ARGV[4]), tonumber(ARGV[5])
+if rps > 0 and requests > 0 then
+  local perMs = rps / 1000
+  store(KEYS[1], math.min(burst, level(KEYS[1], burst, perMs) + requests), burst, perMs)
+end
+if tpm > 0 and tokens ~= 0 then
+  local perMs = tpm / 60000
+  store(KEYS[2], math.min(tpm, level(KEYS[2], tpm, perMs) + tokens), tpm, perMs)
+end
+return 'OK'
 `;
 
 /**

@@ -23,7 +23,15 @@ export interface QuotaModuleOptions {
   config: QuotaEnv & { REDIS_URL: string };
   /** App name, for the Redis connection name. */
   app: string;
+  /**
+   * Admissions that ask for it may be served from local leases (QUOTA_LEASE_MS): connects the
+   * subscriber that ends leases when a tenant's limits change. @default false
+   */
+  leases?: boolean;
 }
+
+/** Injection token of the subscriber connection that follows limit changes (leases on), or null. */
+export const QUOTA_INVALIDATIONS = Symbol('QUOTA_INVALIDATIONS');
 
 /**
  * The shared quota state of one app: a Redis connection of its own (quota checks must fail fast
@@ -33,9 +41,15 @@ export interface QuotaModuleOptions {
 @Global()
 @Module({})
 export class QuotaModule implements OnApplicationShutdown {
-  constructor(@Inject(QUOTA_REDIS) private readonly redis: Redis) {}
+  constructor(
+    @Inject(QUOTA_REDIS) private readonly redis: Redis,
+    @Inject(QUOTA_INVALIDATIONS) private readonly invalidations: Redis | null,
+    @Inject(QuotaLimiter) private readonly limiter: QuotaLimiter,
+  ) {}
 
-  static forRoot({ config, app }: QuotaModuleOptions): DynamicModule {
+  static forRoot({ config, app, leases = false }: QuotaModuleOptions): DynamicModule {
+    const url = config.QUOTA_REDIS_URL ?? config.REDIS_URL;
+    const leaseMs = leases ? config.QUOTA_LEASE_MS : 0;
     return {
       module: QuotaModule,
       providers: [
@@ -43,10 +57,21 @@ export class QuotaModule implements OnApplicationShutdown {
           provide: QUOTA_REDIS,
           useFactory: () =>
             connectQuotaRedis({
-              url: config.QUOTA_REDIS_URL ?? config.REDIS_URL,
+              url,
               name: `aob-${app}-quotas`,
               commandTimeoutMs: config.QUOTA_REDIS_TIMEOUT_MS,
             }),
+        },
+        {
+          provide: QUOTA_INVALIDATIONS,
+          useFactory: () =>
+            leaseMs > 0
+              ? connectQuotaRedis({
+                  url,
+                  name: `aob-${app}-quota-invalidations`,
+                  commandTimeoutMs: config.QUOTA_REDIS_TIMEOUT_MS,
+                })
+              : null,
         },
         {
           provide: QuotaRepository,
@@ -55,9 +80,14 @@ export class QuotaModule implements OnApplicationShutdown {
         },
         {
           provide: QuotaLimiter,
-          inject: [QUOTA_REDIS, QuotaRepository, EventPublisher],
-          useFactory: (redis: Redis, store: QuotaRepository, publisher: EventPublisher) =>
-            new QuotaLimiter(redis, {
+          inject: [QUOTA_REDIS, QUOTA_INVALIDATIONS, QuotaRepository, EventPublisher],
+          useFactory: async (
+            redis: Redis,
+            invalidations: Redis | null,
+            store: QuotaRepository,
+            publisher: EventPublisher,
+          ) => {
+            const limiter = new QuotaLimiter(redis, {
               store,
               defaults: defaultLimitsFromEnv(config),
               keyPrefix: config.QUOTA_KEY_PREFIX,
@@ -67,7 +97,11 @@ export class QuotaModule implements OnApplicationShutdown {
               warnFraction: config.QUOTA_BUDGET_WARNING_FRACTION,
               onNotification: publishBudgetNotification(publisher),
               logger: new Logger('QuotaLimiter'),
-            }),
+              leaseMs,
+            });
+            if (invalidations) await limiter.followInvalidations(invalidations);
+            return limiter;
+          },
         },
       ],
       exports: [QUOTA_REDIS, QuotaRepository, QuotaLimiter],
@@ -75,6 +109,10 @@ export class QuotaModule implements OnApplicationShutdown {
   }
 
   async onApplicationShutdown(): Promise<void> {
+    // what leases hold goes back before the connection closes
+    await this.limiter.close();
+    if (this.invalidations)
+      await this.invalidations.quit().catch(() => this.invalidations?.disconnect());
     await this.redis.quit().catch(() => this.redis.disconnect());
   }
 }

@@ -313,4 +313,57 @@ describe('model gateway: tenant quotas across two instances on one Redis', () =>
       expect(headers.get('x-ratelimit-limit-tokens')).toBe(String(TPM));
     });
   });
+
+  describe('leases (QUOTA_LEASE_MS): a steady tenant', () => {
+    let pair: Pair;
+
+    beforeAll(async () => {
+      // a long lease and a refill every 100 s: the test decides when leases end
+      pair = await Pair.start(nats.url, {
+        QUOTA_DEFAULT_RPS: '0.01',
+        QUOTA_DEFAULT_BURST: '100',
+        QUOTA_LEASE_MS: '10000',
+      });
+    });
+
+    afterAll(async () => {
+      await pair?.close();
+    });
+
+    const leaseHits = async () => {
+      const res = await fetch(
+        `${(pair.instances[0] as Instance).baseURL.replace(/\/v1$/, '')}/metrics`,
+      );
+      const line = (await res.text())
+        .split('\n')
+        .find((l) => l.startsWith('aob_quota_leases_total{scope="models",event="hit"}'));
+      return Number(line?.split(' ')[1] ?? 0);
+    };
+
+    it('is mostly admitted without a round trip, and still exactly its bucket across both instances', async () => {
+      const before = await leaseHits();
+      const outcomes: Outcome[] = [];
+      for (let i = 0; i < 130; i++) {
+        outcomes.push(await attempt(pair.client('steady-t', i), { model: 'quick' }));
+      }
+      expect(admitted(outcomes)).toHaveLength(100);
+      expect(refusals(outcomes).every((e) => e.status === 429 && e.type === 'requests')).toBe(true);
+      expect(await leaseHits()).toBeGreaterThan(before + 50);
+    });
+
+    it("ends the tenant's leases on both instances when its limits change", async () => {
+      for (let i = 0; i < 20; i++) await attempt(pair.client('put-t', i), { model: 'quick' });
+      const before = await leaseHits();
+      await pair.get(QuotaRepository).saveOverrides('put-t', { burst: 1 }, 'test');
+      await pair.get(QuotaLimiter).invalidateLimits('put-t');
+      await new Promise((r) => setTimeout(r, 50)); // the message crosses Redis pub/sub
+      // the bucket (80 left) is capped at the new burst: one more call on either instance, no lease
+      const outcomes: Outcome[] = [];
+      for (let i = 0; i < 4; i++)
+        outcomes.push(await attempt(pair.client('put-t', i), { model: 'quick' }));
+      expect(admitted(outcomes)).toHaveLength(1);
+      expect(admitted(outcomes)[0]?.headers.get('x-ratelimit-limit-requests')).toBe('1');
+      expect(await leaseHits()).toBe(before);
+    });
+  });
 });

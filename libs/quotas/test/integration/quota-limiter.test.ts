@@ -282,6 +282,122 @@ describe('QuotaLimiter against one Redis, from two instances', () => {
   });
 });
 
+describe('QuotaLimiter leases (QUOTA_LEASE_MS), from two instances', () => {
+  let db: TestDatabase;
+  let ds: DataSource;
+  let repo: QuotaRepository;
+  let prefix: string;
+  const connections: Redis[] = [];
+  const limiters: QuotaLimiter[] = [];
+
+  const connect = async (name: string) => {
+    const redis = await connectQuotaRedis({ url: testRedisUrl(), name, commandTimeoutMs: 1_000 });
+    connections.push(redis);
+    return redis;
+  };
+  /** One replica: its command connection, and its subscriber when `follow`. */
+  const replica = async (defaults: Partial<QuotaLimits>, leaseMs: number, follow = true) => {
+    const limiter = new QuotaLimiter(await connect('lease-cmd'), {
+      store: repo,
+      defaults: { ...UNLIMITED, ...defaults },
+      keyPrefix: prefix,
+      leaseMs,
+    });
+    limiters.push(limiter);
+    if (follow) await limiter.followInvalidations(await connect('lease-sub'));
+    return limiter;
+  };
+  const models = { scope: 'models', lease: true } as const;
+
+  beforeAll(async () => {
+    db = await createTestDatabase('aob_quota_leases');
+    ds = createDataSource({ url: db.url, poolSize: 2 });
+    await ds.initialize();
+    repo = new QuotaRepository(ds);
+  });
+
+  beforeEach(() => {
+    prefix = uniqueKeyPrefix('ql');
+  });
+
+  afterEach(async () => {
+    await Promise.all(limiters.splice(0).map((l) => l.close()));
+    for (const r of connections.splice(0)) r.disconnect();
+  });
+
+  afterAll(async () => {
+    await ds?.destroy();
+    await db?.drop();
+  });
+
+  it('a steady tenant is served from leases, and the two replicas still admit exactly the bucket', async () => {
+    // 1 request per 100 s: the bucket holds 200 for the whole test
+    const limits = { requestsPerSecond: 0.01, burst: 200 };
+    const a = await replica(limits, 5_000);
+    const b = await replica(limits, 5_000);
+    const results = [];
+    for (let i = 0; i < 300; i++) results.push(await (i % 2 === 0 ? a : b).admit('steady', models));
+    expect(results.filter((d) => d.allowed)).toHaveLength(200);
+    // most admissions made no round trip
+    expect(results.filter((d) => d.leased).length).toBeGreaterThan(150);
+    const refused = results.at(-1)!;
+    expect(refused).toMatchObject({ allowed: false, reason: 'requests' });
+    // the headers of a leased admission count what the leases hold as the tenant's
+    const leased = results.find((d) => d.leased)!;
+    expect(leased.requests!.limit).toBe(200);
+    expect(leased.requests!.remaining).toBeLessThan(200);
+  });
+
+  it('a lease never holds more than a tenth of a bucket, and goes back whole when it ends', async () => {
+    const a = await replica({ requestsPerSecond: 0.01, burst: 50 }, 5_000);
+    const admitted = [];
+    for (let i = 0; i < 12; i++) admitted.push(await a.admit('share', models));
+    expect(admitted.every((d) => d.allowed)).toBe(true);
+    // 12 admitted, a lease of at most 5 (10 % of 50) is held: Redis shows at most 50 - 12 left
+    // and at least 50 - 12 - 5
+    const held = await a.peek('share', 'models');
+    expect(held.requests!.remaining).toBeLessThanOrEqual(38);
+    expect(held.requests!.remaining).toBeGreaterThanOrEqual(33);
+    await a.close(); // shutdown: what the lease did not hand out goes back
+    expect((await a.peek('share', 'models')).requests!.remaining).toBe(38);
+  });
+
+  it('settlements go back into the lease, and the lease back to Redis when it expires', async () => {
+    const a = await replica({ tokensPerMinute: 100_000 }, 100);
+    for (let i = 0; i < 20; i++) {
+      const d = await a.admit('tokens', { ...models, tokens: 1_000 });
+      expect(d.allowed).toBe(true);
+      await a.settle(d.reservation!, 100); // used 100 of the 1 000 reserved
+    }
+    // expired and swept (every leaseMs): used 20 × 100, the rest came back (plus a little refill)
+    await new Promise((r) => setTimeout(r, 350));
+    const tokens = (await a.peek('tokens', 'models')).tokens!;
+    expect(tokens.remaining).toBeGreaterThanOrEqual(100_000 - 2_000);
+  });
+
+  it("a change of a tenant's limits on another replica ends its leases here at once", async () => {
+    const a = await replica({ requestsPerSecond: 0.01, burst: 500 }, 5_000);
+    const b = await replica({ requestsPerSecond: 0.01, burst: 500 }, 5_000);
+    const tenant = `put-${prefix}`;
+    for (let i = 0; i < 20; i++) await a.admit(tenant, models);
+    expect((await a.admit(tenant, models)).leased).toBe(true);
+    await repo.saveOverrides(tenant, { burst: 1 }, 'test');
+    await b.invalidateLimits(tenant); // what the gateway's PUT does
+    await new Promise((r) => setTimeout(r, 20)); // the message crosses Redis pub/sub
+    const next = await a.admit(tenant, models);
+    expect(next.leased).toBeUndefined();
+    expect(next.limits.burst).toBe(1);
+  });
+
+  it('without a live invalidation subscriber there are no leases: every admission is exact', async () => {
+    const a = await replica({ requestsPerSecond: 0.01, burst: 500 }, 5_000, false);
+    const results = [];
+    for (let i = 0; i < 20; i++) results.push(await a.admit('nosub', models));
+    expect(results.every((d) => d.allowed && !d.leased)).toBe(true);
+    expect((await a.peek('nosub', 'models')).requests!.remaining).toBe(480);
+  });
+});
+
 async function insertDaily(url: string, tenant: string, day: Date, costUsd: number): Promise<void> {
   const pg = new Client({ connectionString: url });
   await pg.connect();
