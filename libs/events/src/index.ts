@@ -17,6 +17,7 @@ export type { DecodedCloudEvent } from './binding/nats-binding';
 export { percentEncodeHeaderValue, percentDecodeHeaderValue } from './binding/percent-encoding';
 
 export { connectNats, type ConnectNatsOptions } from './jetstream/connect-nats';
+export { leanRequestCancel } from './jetstream/lean-request-cancel';
 export {
   provisionJetStream,
   ProvisionConflictError,

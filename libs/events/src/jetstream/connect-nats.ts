@@ -1,5 +1,6 @@
 import { connect } from '@nats-io/transport-node';
 import type { NatsConnection } from '@nats-io/nats-core';
+import { leanRequestCancel } from './lean-request-cancel';
 
 export interface ConnectNatsOptions {
   /** Server URL(s), comma-separated, e.g. `nats://127.0.0.1:4222`. */
@@ -14,6 +15,7 @@ export interface ConnectNatsOptions {
  * URL surfaces at start-up.
  */
 export async function connectNats(opts: ConnectNatsOptions): Promise<NatsConnection> {
+  leanRequestCancel();
   const servers = opts.url
     .split(',')
     .map((s) => s.trim())
