@@ -24,7 +24,13 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 /** The contract's processes and default ports (shared/CONTRACT.md section 1). */
 const APPS = [
   { name: 'gateway', port: 8080, what: 'public API, SSE, console, /openapi.json' },
-  { name: 'model-gateway', port: 8081, what: 'OpenAI-compatible API at /v1' },
+  {
+    name: 'model-gateway',
+    port: 8081,
+    what: 'OpenAI-compatible API at /v1',
+    // as deploy/k8s/base/model-gateway.yaml runs it (NODE_OPTIONS): a larger young generation
+    node: ['--max-semi-space-size=32'],
+  },
   { name: 'metering', port: 8082, what: 'usage and quotas' },
   { name: 'agent-executor', port: 8083, what: 'JetStream workers' },
   { name: 'dlq-replayer', port: 8084, what: 'dead letters' },
@@ -133,11 +139,11 @@ function startApp(
   /** @type {NodeJS.ProcessEnv} */ env,
 ) {
   const format = makeFormatter();
-  const child = spawn(process.execPath, [path.join('apps', app.name, 'dist', 'main.js')], {
-    cwd: root,
-    env: { ...env, PORT: String(app.port) },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [...(app.node ?? []), path.join('apps', app.name, 'dist', 'main.js')],
+    { cwd: root, env: { ...env, PORT: String(app.port) }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   const prefix = tty
     ? `\x1b[${COLORS[index % COLORS.length]}m${app.name.padEnd(NAME_WIDTH)} |\x1b[0m `
     : `${app.name.padEnd(NAME_WIDTH)} | `;

@@ -6,7 +6,8 @@
 // child process, `node apps/model-gateway/dist/main.js`, with auth on — the bootstrap admin key,
 // a fresh Postgres database for stored keys and the audit log —, tenant quotas on — every request
 // checked and settled in Redis (own key prefix) against limits high enough never to refuse — and
-// metering on — a usage event per request to a private nats-server). Added latency =
+// metering on — a usage event per request to a private nats-server), with the node options of its
+// k8s manifest (NODE_OPTIONS: a larger young generation). Added latency =
 // percentile through the gateway − the same percentile direct, per mode and concurrency:
 //   batch  — non-streamed completion, time to the whole answer;
 //   stream — streamed completion, time to the first content token.
@@ -16,7 +17,7 @@
 // both ways, BENCH_GW_ROUNDS rounds each send a block directly and then a block through the gateway
 // (the order alternating per round), so machine noise (other processes on a shared box) falls on
 // both sides alike. Loopback only; bounded request counts: BENCH_GW_N (default 2000 each way at
-// concurrency 64, a quarter of it at concurrency 1), BENCH_GW_WARMUP (default 3000: a JIT-cold gateway measured at concurrency 1 doubles its CPU per request),
+// each concurrency: a p99 of fewer samples is mostly noise), BENCH_GW_WARMUP (default 3000: a JIT-cold gateway measured at concurrency 1 doubles its CPU per request),
 // BENCH_GW_ROUNDS (default 10), BENCH_GW_PHASES (say `batch:64`: only that phase). BENCH_GW_NODE_ARGS adds node flags to the gateway process (e.g.
 // `--cpu-prof --cpu-prof-dir=/tmp/prof` to see where its time goes); BENCH_GW_MAIN runs another
 // build of it (an older commit's, to compare).
@@ -163,9 +164,16 @@ async function startServerProcess(main, ...args) {
 
 const startUpstream = () => startServerProcess(upstreamMain, WORDS);
 
+/** The node options the model gateway is deployed with (NODE_OPTIONS of its k8s manifest). */
+function deployedNodeOptions() {
+  const manifest = readFileSync(path.join(root, 'deploy/k8s/base/model-gateway.yaml'), 'utf8');
+  const m = /- name: NODE_OPTIONS\n\s+value: (.+)\n/.exec(manifest);
+  return m ? m[1].trim().split(/\s+/) : [];
+}
+
 async function startGateway(env) {
   const port = await testing.freePort();
-  const child = spawn(process.execPath, [...NODE_ARGS, MAIN], {
+  const child = spawn(process.execPath, [...deployedNodeOptions(), ...NODE_ARGS, MAIN], {
     env: { ...process.env, ...env, PORT: String(port), LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
@@ -309,7 +317,7 @@ export async function run() {
     for (const stream of [false, true]) {
       for (const concurrency of [1, 64]) {
         if (!wanted(stream ? 'stream' : 'batch', concurrency)) continue;
-        const n = concurrency === 1 ? Math.max(100, Math.floor(N / 4)) : N;
+        const n = N;
         const mode = stream ? 'stream (time to first token)' : 'batch (whole answer)';
         log(`model-gateway overhead: ${mode}, concurrency ${concurrency}, ${n} requests each way`);
         await load(dispatcher, direct.url, direct.headers, stream, concurrency, WARMUP);

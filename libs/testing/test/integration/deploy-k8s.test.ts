@@ -310,6 +310,19 @@ describe.each(OVERLAYS)('deploy/k8s/overlays/%s', (overlay) => {
     },
   );
 
+  it('runs the model gateway with a larger young generation, as npm start and the bench do', () => {
+    const options = appContainer(objs(), 'model-gateway').env?.find(
+      (e) => e.name === 'NODE_OPTIONS',
+    )?.value;
+    expect(options).toBe('--max-semi-space-size=32');
+    // the memory limit holds the young generation (3 × 32 MiB) and the old one
+    expect(
+      quantity(appContainer(objs(), 'model-gateway').resources!.limits!.memory!),
+    ).toBeGreaterThanOrEqual(quantity('512Mi'));
+    const start = readFileSync(path.join(root, 'scripts/start.mjs'), 'utf8');
+    expect(start).toContain(`node: ['${options}']`);
+  });
+
   it('gives the agent executor 35 s to stop: the default 25 s drain plus 10 s', () => {
     expect(configValue(objs(), 'SHUTDOWN_GRACE_MS')).toBe('25000');
     expect(
