@@ -29,7 +29,7 @@ const APPS = [
     port: 8081,
     what: 'OpenAI-compatible API at /v1',
     // as deploy/k8s/base/model-gateway.yaml runs it (NODE_OPTIONS): a larger young generation
-    node: ['--max-semi-space-size=32'],
+    node: ['--max-semi-space-size=64'],
   },
   { name: 'metering', port: 8082, what: 'usage and quotas' },
   { name: 'agent-executor', port: 8083, what: 'JetStream workers' },

@@ -15,17 +15,16 @@ export function abortWhenClientLeaves(res: ServerResponse): AbortSignal {
   return controller.signal;
 }
 
-const uncork = (res: ServerResponse) => res.uncork();
-
 /**
  * Writes OpenAI's server-sent events: `data: <json>\n\n` per chunk, then `data: [DONE]\n\n`.
  * Honours back-pressure. An error after the first byte cannot change the status any more, so it
  * goes out as a final `data: {"error": ...}` frame, as OpenAI does.
  *
- * The headers, the role chunk and the first token (the upstream's first chunk, in hand before
- * the stream starts) leave in one socket write: the response is corked until the next tick.
- * Later frames go out as they come, one by one, so a client that stops reading sees no frame
- * it was not sent on its own.
+ * Frames that are ready in the same turn of the event loop leave in one socket write: the
+ * response is corked at the first of them and uncorked on the next tick. So the headers, the
+ * role chunk and the first token (the upstream's first chunk, in hand before the stream starts)
+ * go out together, and so do the frames parsed from one read of the upstream's body; nothing
+ * waits for a later read.
  */
 export async function writeEventStream(
   res: ServerResponse,
@@ -40,10 +39,21 @@ export async function writeEventStream(
   res.setHeader('Connection', 'keep-alive');
   // proxies such as nginx would otherwise buffer the stream
   res.setHeader('X-Accel-Buffering', 'no');
-  res.cork();
-  process.nextTick(uncork, res);
+  let corked = false;
+  const flush = () => {
+    corked = false;
+    res.uncork();
+  };
+  const corkUntilNextTick = () => {
+    if (corked) return;
+    corked = true;
+    res.cork();
+    process.nextTick(flush);
+  };
+  corkUntilNextTick();
   try {
     for await (const chunk of chunks) {
+      corkUntilNextTick();
       if (!res.write(`data: ${JSON.stringify(chunk)}\n\n`)) await once(res, 'drain', { signal });
     }
     res.end('data: [DONE]\n\n');

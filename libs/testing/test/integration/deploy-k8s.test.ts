@@ -314,11 +314,11 @@ describe.each(OVERLAYS)('deploy/k8s/overlays/%s', (overlay) => {
     const options = appContainer(objs(), 'model-gateway').env?.find(
       (e) => e.name === 'NODE_OPTIONS',
     )?.value;
-    expect(options).toBe('--max-semi-space-size=32');
-    // the memory limit holds the young generation (3 × 32 MiB) and the old one
+    expect(options).toBe('--max-semi-space-size=64');
+    // the memory limit holds the young generation (up to 3 × 64 MiB) and the old one
     expect(
       quantity(appContainer(objs(), 'model-gateway').resources!.limits!.memory!),
-    ).toBeGreaterThanOrEqual(quantity('512Mi'));
+    ).toBeGreaterThanOrEqual(quantity('768Mi'));
     const start = readFileSync(path.join(root, 'scripts/start.mjs'), 'utf8');
     expect(start).toContain(`node: ['${options}']`);
   });
