@@ -206,6 +206,9 @@ export class QuotaLimiter {
   /** What the last retired lease handed out, per tenant and scope: the next one's size. */
   private readonly demand = new Map<string, { requests: number; tokens: number; at: number }>();
   private invalidationsLive = false;
+  /** Bumped by every invalidation: a renewal sent before one must not take a lease. */
+  private invalidations = 0;
+  private closed = false;
   private sweeper: NodeJS.Timeout | undefined;
   private readonly leaseEvents = leaseOps();
 
@@ -247,7 +250,7 @@ export class QuotaLimiter {
     });
     const subscribe = () =>
       subscriber.subscribe(channel).then(
-        () => (this.invalidationsLive = true),
+        () => (this.invalidationsLive = !this.closed),
         () => undefined,
       );
     subscriber.on('ready', () => void subscribe());
@@ -262,6 +265,7 @@ export class QuotaLimiter {
 
   /** Returns every lease's remainder and stops leasing (shutdown). */
   async close(): Promise<void> {
+    this.closed = true;
     this.invalidationsLive = false;
     clearInterval(this.sweeper);
     this.sweeper = undefined;
@@ -402,14 +406,18 @@ export class QuotaLimiter {
     }
     // an expired or spent lease gives its rest back before the next one is taken
     const stale = this.leases.get(key);
+    const generation = this.invalidations;
     const renewal = this.retire(stale).then(() =>
       this.run(tenantId, scope, 1, tokens, false, this.leaseAsk(key, tokens)),
     );
     this.renewing.set(key, renewal);
     try {
       const { decision, granted } = await renewal;
-      if (decision.allowed && !decision.degraded && this.invalidationsLive && granted) {
-        this.takeLease(key, tenantId, scope, decision, granted);
+      // a limit change seen meanwhile may have come after Redis answered with the old limits
+      const current = generation === this.invalidations && this.invalidationsLive;
+      if (decision.allowed && !decision.degraded && granted) {
+        if (current) this.takeLease(key, tenantId, scope, decision, granted);
+        else void this.refund(tenantId, scope, decision.limits, granted.requests, granted.tokens);
       }
       return decision;
     } finally {
@@ -506,12 +514,21 @@ export class QuotaLimiter {
     if (lease.admitted > 0) this.leaseEvents.inc({ scope: lease.scope, event: 'retired' });
     const requests = Number.isFinite(lease.requests) ? Math.floor(lease.requests) : 0;
     const tokens = Number.isFinite(lease.tokens) ? Math.round(lease.tokens) : 0;
-    if (requests > 0 || tokens !== 0) await this.refund(lease, requests, tokens);
+    if (requests > 0 || tokens !== 0) {
+      await this.refund(lease.tenantId, lease.scope, lease.base.limits, requests, tokens);
+    }
   }
 
-  private async refund(lease: Lease, requests: number, tokens: number): Promise<void> {
-    const l = lease.base.limits;
-    const k = this.keys(lease.tenantId, '-', lease.scope);
+  /** Gives requests and tokens back to a tenant's buckets (limits: those they were taken under). */
+  private async refund(
+    tenantId: string,
+    scope: string,
+    l: QuotaLimits,
+    requests: number,
+    tokens: number,
+  ): Promise<void> {
+    if (requests <= 0 && tokens === 0) return;
+    const k = this.keys(tenantId, '-', scope);
     try {
       await this.redis.aobQuotaRefund(
         k.requests,
@@ -524,18 +541,20 @@ export class QuotaLimiter {
       );
     } catch (err) {
       // the buckets refill by themselves; what the lease held is lost for a while, not more
-      this.leaseEvents.inc({ scope: lease.scope, event: 'refund_failed' });
+      this.leaseEvents.inc({ scope, event: 'refund_failed' });
       this.failure('refund', err);
     }
   }
 
   private retireTenant(tenantId: string): void {
+    this.invalidations++;
     for (const lease of this.leases.values()) {
       if (lease.tenantId === tenantId) void this.retire(lease);
     }
   }
 
   private retireAll(): void {
+    this.invalidations++;
     for (const lease of this.leases.values()) void this.retire(lease);
   }
 
