@@ -217,6 +217,9 @@ describe('gateway: quotas across two gateway processes, and usage', () => {
         seen.push({ id: e.id, data: e.data });
       }
     })();
+    // the server has the subscription before anything can publish (a PING/PONG after the SUB):
+    // on a loaded machine the app's PUB, on another connection, could otherwise arrive first
+    await nc.flush();
     // metering would add committed cost like this after a batch
     await a.app.get(QuotaLimiter).recordSpend(TENANT, period, 0.75);
 
