@@ -20,7 +20,9 @@ describe('leanRequestCancel (nats-core RequestOne without a stack trace per fini
 
   it('requests still answer, fail with no responders and time out as before', async () => {
     const sub = f.nc.subscribe('lean.echo', {
-      callback: (_err, msg) => msg.respond(`echo:${msg.string()}`),
+      callback: (_err, msg) => {
+        msg.respond(`echo:${msg.string()}`);
+      },
     });
     try {
       for (let i = 0; i < 3; i++) {
