@@ -48,6 +48,7 @@ export {
   settlementFor,
   retryDelayMs,
   describeFailure,
+  terminationInfo,
   type Settlement,
   type HandlingOutcome,
   type DeliveryAttempt,

@@ -12,6 +12,7 @@ import {
   settlementFor,
   startConsumerSpan,
   type ConsumerSpec,
+  terminationInfo,
   type TerminationInfo,
 } from '@aob/events';
 import { MicroBatcher } from './micro-batcher';
@@ -410,18 +411,13 @@ export class UsageBatchConsumer extends Server implements CustomTransportStrateg
     msg: JsMsg,
     why: { code: string; reason: string; id?: string; type?: string; tenantId?: string },
   ): Promise<void> {
-    const info: TerminationInfo = {
-      stream: this.options.consumer.stream,
-      durable: this.options.consumer.durable,
-      streamSeq: msg.info.streamSequence,
-      natsSubject: msg.subject,
-      deliveryCount: msg.info.deliveryCount,
+    const info = terminationInfo(msg, this.options.consumer, {
       code: why.code,
       reason: why.reason,
-      ...(why.id === undefined ? {} : { eventId: why.id }),
-      ...(why.type === undefined ? {} : { eventType: why.type }),
-      ...(why.tenantId === undefined ? {} : { tenantId: why.tenantId }),
-    };
+      eventId: why.id,
+      eventType: why.type,
+      tenantId: why.tenantId,
+    });
     const where = `${this.name} seq ${info.streamSeq} (${msg.subject}${why.id ? `, event ${why.id}` : ''})`;
     try {
       await this.options.onTerminate(info);

@@ -321,7 +321,9 @@ describe('metering ingestion', () => {
       id: `chatcmpl-g${i}`,
       record: usageRecord(i, 'tenant-g'),
     }));
-    const publishing = publishUsage(nc, records);
+    // the first half arrives while the app runs and is stopped after its first batch; the second
+    // half while it is down (a fast machine could otherwise ingest everything before the stop)
+    const publishing = publishUsage(nc, records.slice(0, 1_500));
     await waitFor(async () => (await rawCount(db.url, 'tenant-g')) > 0, {
       what: 'first batch',
       intervalMs: 5,
@@ -329,8 +331,10 @@ describe('metering ingestion', () => {
     await app!.close();
     app = undefined;
     await publishing;
+    await publishUsage(nc, records.slice(1_500));
     const mid = await rawCount(db.url, 'tenant-g');
-    expect(mid).toBeLessThan(3_000);
+    expect(mid).toBeGreaterThan(0);
+    expect(mid).toBeLessThanOrEqual(1_500);
     app = (
       await startMeteringApp(nats.url, db.url, {
         QUOTA_KEY_PREFIX: quotaPrefix,

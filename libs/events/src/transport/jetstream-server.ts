@@ -18,27 +18,21 @@ import { redeliveriesCounter, trackJetStream } from '../jetstream/jetstream-metr
 import { BoundedPool } from './bounded-pool';
 import type { InboundEvent } from './inbound-event';
 import { JetStreamContext } from './jetstream-context';
-import { describeFailure, retryDelayMs, settlementFor, type HandlingOutcome } from './settlement';
+import {
+  describeFailure,
+  retryDelayMs,
+  settlementFor,
+  terminationInfo,
+  type HandlingOutcome,
+  type TerminationInfo,
+} from './settlement';
+
+export type { TerminationInfo } from './settlement';
 
 const EXECUTE_TYPE = EVENTS.agentExecute.type;
 
 /** Transport id of JetStreamServer (Nest `transportId`). */
 export const JETSTREAM_TRANSPORT = Symbol.for('aob.jetstream');
-
-/** Why and what was terminated: recorded durably (DLQ) by onTerminate, since 2.9.10 drops term reasons. */
-export interface TerminationInfo {
-  stream: string;
-  durable: string;
-  streamSeq: number;
-  natsSubject: string;
-  deliveryCount: number;
-  /** DomainError code (`InvalidEvent`, `PayloadTooLarge`, a handler's code, or `Internal`). */
-  code: string;
-  reason: string;
-  eventId?: string;
-  eventType?: string;
-  tenantId?: string;
-}
 
 export interface JetStreamServerOptions {
   /** A connection (the caller closes it) or a factory (the server drains and closes what it made). */
@@ -529,18 +523,11 @@ export class JetStreamServer extends Server implements CustomTransportStrategy {
       );
       return 'nak';
     }
-    const info: TerminationInfo = {
-      stream: rt.spec.stream,
-      durable: rt.spec.durable,
-      streamSeq: msg.info.streamSequence,
-      natsSubject: msg.subject,
-      deliveryCount: delivery.deliveryCount,
+    const info = terminationInfo(msg, rt.spec, {
       code: decision.code,
       reason: decision.reason,
-      ...(meta.eventId === undefined ? {} : { eventId: meta.eventId }),
-      ...(meta.eventType === undefined ? {} : { eventType: meta.eventType }),
-      ...(meta.tenantId === undefined ? {} : { tenantId: meta.tenantId }),
-    };
+      ...meta,
+    });
     if (this.options.onTerminate) {
       try {
         await this.options.onTerminate(info);

@@ -1,3 +1,4 @@
+import type { JsMsg } from '@nats-io/jetstream';
 import { isDomainError } from '@aob/errors';
 
 /** What to tell JetStream about one delivery. */
@@ -91,4 +92,46 @@ export function settlementFor(
     action: 'nak',
     delayMs: retryAfterMs(outcome.error) ?? retryDelayMs(delivery.deliveryCount, policy, random),
   };
+}
+
+/** Why and what was terminated: recorded durably (DLQ) by onTerminate, since 2.9.10 drops term reasons. */
+export interface TerminationInfo {
+  stream: string;
+  durable: string;
+  streamSeq: number;
+  natsSubject: string;
+  deliveryCount: number;
+  /** DomainError code (`InvalidEvent`, `PayloadTooLarge`, a handler's code, or `Internal`). */
+  code: string;
+  reason: string;
+  eventId?: string;
+  eventType?: string;
+  tenantId?: string;
+}
+
+/** The record of `msg` of `consumer` about to be terminated for `why` (optional fields only when known). */
+export function terminationInfo(
+  msg: JsMsg,
+  consumer: { stream: string; durable: string },
+  why: {
+    code: string;
+    reason: string;
+    eventId?: string | undefined;
+    eventType?: string | undefined;
+    tenantId?: string | undefined;
+  },
+): TerminationInfo {
+  const info: TerminationInfo = {
+    stream: consumer.stream,
+    durable: consumer.durable,
+    streamSeq: msg.info.streamSequence,
+    natsSubject: msg.subject,
+    deliveryCount: msg.info.deliveryCount,
+    code: why.code,
+    reason: why.reason,
+  };
+  if (why.eventId !== undefined) info.eventId = why.eventId;
+  if (why.eventType !== undefined) info.eventType = why.eventType;
+  if (why.tenantId !== undefined) info.tenantId = why.tenantId;
+  return info;
 }
