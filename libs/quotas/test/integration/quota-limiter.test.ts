@@ -5,7 +5,9 @@ import { createDataSource, type DataSource } from '@aob/persistence';
 import {
   createTestDatabase,
   freePort,
+  startRedisServer,
   testRedisUrl,
+  waitFor,
   uniqueKeyPrefix,
   type TestDatabase,
 } from '@aob/testing';
@@ -387,6 +389,46 @@ describe('QuotaLimiter leases (QUOTA_LEASE_MS), from two instances', () => {
     const next = await a.admit(tenant, models);
     expect(next.leased).toBeUndefined();
     expect(next.limits.burst).toBe(1);
+  });
+
+  it('a Redis restart ends the leases; admissions fail open meanwhile, and leasing resumes after', async () => {
+    const server = await startRedisServer();
+    try {
+      const own = async (name: string) => {
+        const redis = await connectQuotaRedis({ url: server.url, name, commandTimeoutMs: 500 });
+        connections.push(redis);
+        return redis;
+      };
+      const a = new QuotaLimiter(await own('restart-cmd'), {
+        store: repo,
+        defaults: { ...UNLIMITED, requestsPerSecond: 0.01, burst: 500 },
+        keyPrefix: prefix,
+        leaseMs: 5_000,
+      });
+      limiters.push(a);
+      await a.followInvalidations(await own('restart-sub'));
+      for (let i = 0; i < 10; i++) await a.admit('restart', models);
+      expect((await a.admit('restart', models)).leased).toBe(true);
+
+      await server.stop();
+      // the subscriber noticed: its leases are gone (their remainder died with the server)
+      await waitFor(async () => !(await a.admit('restart', models)).leased, {
+        what: 'no more leases',
+        timeoutMs: 5_000,
+      });
+      const down = await a.admit('restart', models);
+      expect(down).toMatchObject({ allowed: true, degraded: true });
+      expect(down.leased).toBeUndefined();
+
+      await server.start();
+      await waitFor(async () => (await a.admit('restart', models)).leased === true, {
+        what: 'leases again after the restart',
+        timeoutMs: 15_000,
+        intervalMs: 50,
+      });
+    } finally {
+      await server.stop();
+    }
   });
 
   it('without a live invalidation subscriber there are no leases: every admission is exact', async () => {
