@@ -80,6 +80,9 @@ export class ExecutorFixture {
       createTestDatabase('aob_exec_test', opts.databaseServerUrl),
     ]);
     f.pg = new Pool({ connectionString: f.db.url, max: 3 });
+    // an idle client cut by Postgres (an outage test, the database dropped at close) must not
+    // crash the test process: the next query opens a new one
+    f.pg.on('error', () => undefined);
     f.redis = new Redis(testRedisUrl(), { maxRetriesPerRequest: 1 });
     f.runStream = new RunEventStream(f.redis, { keyPrefix: f.keyPrefix });
     f.nc = await connectNats({ url: f.nats.url, name: 'agent-executor-test' });
