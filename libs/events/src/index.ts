@@ -39,7 +39,6 @@ export {
   startConsumerSpan,
   type DeliveredEvent,
   type JetStreamServerOptions,
-  type TerminationInfo,
 } from './transport/jetstream-server';
 export { JetStreamContext, type JetStreamConsumerRef } from './transport/jetstream-context';
 export type { InboundEvent } from './transport/inbound-event';
@@ -49,6 +48,7 @@ export {
   retryDelayMs,
   describeFailure,
   terminationInfo,
+  type TerminationInfo,
   type Settlement,
   type HandlingOutcome,
   type DeliveryAttempt,

@@ -37,8 +37,6 @@ export interface ModelQuotaGuardOptions {
   scope?: string;
   /** Completion tokens assumed when the request sets no max_tokens. @default 4096 */
   defaultMaxTokens?: number;
-  /** Admissions may be served from a local lease (see QuotaLimiterOptions.leaseMs). @default true */
-  lease?: boolean;
 }
 
 /**
@@ -60,7 +58,6 @@ export function estimatePromptTokens(messages: unknown): number {
 export class ModelQuotaGuard {
   private readonly scope: string;
   private readonly defaultMaxTokens: number;
-  private readonly lease: boolean;
 
   constructor(
     private readonly limiter: QuotaLimiter,
@@ -68,7 +65,6 @@ export class ModelQuotaGuard {
   ) {
     this.scope = opts.scope ?? 'models';
     this.defaultMaxTokens = opts.defaultMaxTokens ?? 4096;
-    this.lease = opts.lease ?? true;
   }
 
   /** Worst-case tokens of a request. */
@@ -83,7 +79,8 @@ export class ModelQuotaGuard {
       scope: this.scope,
       requests: 1,
       tokens: worst,
-      lease: this.lease,
+      // served from a local lease when the limiter has leases on (QUOTA_LEASE_MS)
+      lease: true,
     });
     const headers = openAiRateLimitHeaders(decision);
     const reservation = decision.reservation;

@@ -514,9 +514,7 @@ export class QuotaLimiter {
     if (lease.admitted > 0) this.leaseEvents.inc({ scope: lease.scope, event: 'retired' });
     const requests = Number.isFinite(lease.requests) ? Math.floor(lease.requests) : 0;
     const tokens = Number.isFinite(lease.tokens) ? Math.round(lease.tokens) : 0;
-    if (requests > 0 || tokens !== 0) {
-      await this.refund(lease.tenantId, lease.scope, lease.base.limits, requests, tokens);
-    }
+    await this.refund(lease.tenantId, lease.scope, lease.base.limits, requests, tokens);
   }
 
   /** Gives requests and tokens back to a tenant's buckets (limits: those they were taken under). */

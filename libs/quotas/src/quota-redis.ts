@@ -12,7 +12,8 @@ export interface QuotaRedisOptions {
  * The Redis connection of quota checks: fails fast instead of queueing while Redis is away and
  * times a command out after commandTimeoutMs, so a check never hangs a request (the fail mode
  * decides). Commands are auto-pipelined: under load, one write carries many requests' checks
- * instead of one system call each. Reconnects in the background; resolves once connected or after a first failed attempt.
+ * instead of one system call each. Reconnects in the background; resolves once connected or
+ * after a first failed attempt.
  */
 export async function connectQuotaRedis(opts: QuotaRedisOptions): Promise<Redis> {
   const redis = new Redis(opts.url, {

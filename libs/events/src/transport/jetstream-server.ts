@@ -27,8 +27,6 @@ import {
   type TerminationInfo,
 } from './settlement';
 
-export type { TerminationInfo } from './settlement';
-
 const EXECUTE_TYPE = EVENTS.agentExecute.type;
 
 /** Transport id of JetStreamServer (Nest `transportId`). */
